@@ -1,0 +1,1 @@
+"""The eval harness (gold sets, metrics, reports) lives here; see the README's roadmap."""

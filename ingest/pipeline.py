@@ -1,0 +1,224 @@
+"""Ingest: papers -> chunks -> embeddings -> Chroma, then the BM25 index is rebuilt.
+
+Idempotent by content: each chunk records its paper's content hash and how many
+chunks the paper has, so a second run of the same file writes nothing, a changed
+abstract replaces its old chunks, and a paper left half-written by a crash is
+written again whole.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rag.services import get_services
+from rag.settings import Settings
+from rag.store import CHUNK_METADATA_HIDDEN
+
+from ingest.papers import Paper, Problem
+from ingest.readers import read_papers
+
+if TYPE_CHECKING:
+    from llama_index.core.node_parser import SentenceSplitter
+    from llama_index.core.schema import TextNode
+
+__all__ = ["IngestReport", "Progress", "ingest_papers", "ingest_path"]
+
+# Called with (chunks done, chunks total) as batches are written.
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class IngestReport:
+    """What one ingest did.
+
+    Attributes:
+        source: the file (or description) ingested.
+        added: ids of papers that were new to the store.
+        updated: ids of papers whose stored text changed and was replaced.
+        unchanged: ids of papers already stored exactly as read.
+        skipped: records that were not ingested, as ``file:line: reason``.
+        chunks_written: chunks embedded and stored.
+        seconds: wall time of the whole ingest.
+    """
+
+    source: str
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    skipped: list[Problem] = field(default_factory=list)
+    chunks_written: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        """One line: counts of added, updated, unchanged and skipped papers."""
+        return (
+            f"{self.source}: {len(self.added)} added, {len(self.updated)} updated, "
+            f"{len(self.unchanged)} unchanged, {len(self.skipped)} skipped "
+            f"({self.chunks_written} chunks in {self.seconds:.1f} s)"
+        )
+
+
+def ingest_path(
+    path: str | Path,
+    *,
+    settings: Settings | None = None,
+    format: str | None = None,
+    progress: Progress | bool = True,
+) -> IngestReport:
+    """Read a file of papers and ingest them.
+
+    Args:
+        path: a page-text, JSONL/JSON, CSV or BibTeX file (chosen by extension).
+        settings: defaults to ``Settings()``.
+        format: force a reader: page, jsonl, json, csv or bibtex.
+        progress: True for a progress bar on stderr, False for none, or a callback.
+
+    Raises:
+        BadInput: the file cannot be read at all (malformed records are skipped and
+            reported instead).
+        StoreError: the store cannot be opened or was built with another embedding model.
+    """
+    read = read_papers(path, format=format)
+    report = ingest_papers(read.papers, settings=settings, progress=progress, source=str(path))
+    report.skipped[:0] = read.problems
+    return report
+
+
+def ingest_papers(
+    papers: Sequence[Paper],
+    *,
+    settings: Settings | None = None,
+    progress: Progress | bool = True,
+    source: str = "papers",
+) -> IngestReport:
+    """Chunk, embed and store papers that are new or changed; rebuild BM25 if anything changed."""
+    started = time.perf_counter()
+    settings = settings or Settings()
+    services = get_services(settings)
+    store = services.store
+    store.check_embedding_model(settings.embedding.model)
+    report = IngestReport(source)
+
+    unique: dict[str, Paper] = {}
+    for paper in papers:
+        if paper.id in unique:
+            report.skipped.append(Problem(paper.origin or source, f"same paper as {unique[paper.id].origin or 'an earlier record'}"))
+        else:
+            unique[paper.id] = paper
+    states = store.paper_states(unique)
+    to_write: list[Paper] = []
+    for pid, paper in unique.items():
+        state = states.get(pid)
+        if state is None:
+            report.added.append(pid)
+            to_write.append(paper)
+        elif state.content_hash == paper.content_hash() and state.complete:
+            report.unchanged.append(pid)
+        else:
+            report.updated.append(pid)
+            to_write.append(paper)
+
+    if to_write:
+        nodes, problems = _chunk(to_write, _splitter(services.embed_model, settings))
+        report.skipped.extend(problems)
+        failed = {p.location for p in problems}
+        report.added = [pid for pid in report.added if unique[pid].origin not in failed]
+        report.updated = [pid for pid in report.updated if unique[pid].origin not in failed]
+        store.record_embedding_model(settings.embedding.model)
+        # Old chunks of changed or half-written papers go first, so none is left orphaned.
+        store.delete_papers(report.updated)
+        report.chunks_written = _embed_and_store(nodes, services, settings, _progress_callback(progress, len(nodes)))
+    if to_write or (store.collection.count() and store.bm25() is None):
+        store.rebuild_bm25()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _splitter(embed_model: object, settings: Settings) -> SentenceSplitter:
+    from llama_index.core.node_parser import SentenceSplitter
+
+    tokenizer = embed_model._model.tokenizer  # type: ignore[attr-defined]
+    # Count in the embedding model's own word pieces, so no chunk (title included)
+    # exceeds what it reads: a tiktoken count would let MiniLM truncate silently.
+    return SentenceSplitter(
+        chunk_size=settings.embedding.chunk_size,
+        chunk_overlap=settings.embedding.chunk_overlap,
+        tokenizer=tokenizer.tokenize,
+    )
+
+
+def _chunk(papers: Iterable[Paper], splitter: SentenceSplitter) -> tuple[list[TextNode], list[Problem]]:
+    from llama_index.core import Document
+
+    nodes: list[TextNode] = []
+    problems: list[Problem] = []
+    for paper in papers:
+        metadata = {
+            "title": paper.title,
+            "paper_id": paper.id,
+            "authors": "; ".join(paper.authors),
+            "year": paper.year or "",
+            "url": paper.url or "",
+            "origin": paper.origin,
+            "content_hash": paper.content_hash(),
+        }
+        doc = Document(
+            id_=paper.id,
+            text=paper.abstract,
+            metadata=metadata,
+            excluded_embed_metadata_keys=list(CHUNK_METADATA_HIDDEN),
+            excluded_llm_metadata_keys=list(CHUNK_METADATA_HIDDEN),
+        )
+        try:
+            chunks = splitter.get_nodes_from_documents([doc])
+        except ValueError as exc:  # the title alone is longer than a chunk
+            problems.append(Problem(paper.origin or paper.id, f"cannot chunk: {exc}"))
+            continue
+        for i, node in enumerate(chunks):
+            node.id_ = f"{paper.id}#{i}"
+            node.metadata["chunk_index"] = i
+            node.metadata["n_chunks"] = len(chunks)
+            nodes.append(node)  # type: ignore[arg-type]
+    return nodes, problems
+
+
+def _embed_and_store(nodes: list[TextNode], services: object, settings: Settings, progress: Progress) -> int:
+    from llama_index.core.schema import MetadataMode
+
+    embed_model = services.embed_model  # type: ignore[attr-defined]
+    store = services.store  # type: ignore[attr-defined]
+    batch = settings.store.batch_size
+    done = 0
+    progress(0, len(nodes))
+    for start in range(0, len(nodes), batch):
+        part = nodes[start : start + batch]
+        vectors = embed_model.get_text_embedding_batch([n.get_content(metadata_mode=MetadataMode.EMBED) for n in part])
+        for node, vector in zip(part, vectors):
+            node.embedding = vector
+        store.add_nodes(part)
+        done += len(part)
+        progress(done, len(nodes))
+    return done
+
+
+def _progress_callback(progress: Progress | bool, total: int) -> Progress:
+    if callable(progress):
+        return progress
+    if not progress or total < 64:
+        return lambda done, total: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="chunk", desc="Embedding", file=sys.stderr, leave=False)
+
+    def update(done: int, total: int) -> None:
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return update
+

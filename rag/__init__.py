@@ -1,0 +1,31 @@
+"""papercite's question answering: cited answers over paper abstracts.
+
+    from rag import ask
+    answer = ask("Which architecture mixes image tokens with a 2D wavelet transform?")
+    print(answer.text)
+    for c in answer.citations:
+        print(c.number, c.title)
+"""
+
+from rag.answer import ask, ask_stream
+from rag.errors import BadInput, EmptyQuestion, IndexEmpty, LLMUnavailable, PaperciteError, StoreError
+from rag.retrieve import retrieve
+from rag.settings import Settings
+from rag.types import Answer, Citation, Source, Timings
+
+__all__ = [
+    "Answer",
+    "BadInput",
+    "Citation",
+    "EmptyQuestion",
+    "IndexEmpty",
+    "LLMUnavailable",
+    "PaperciteError",
+    "Settings",
+    "Source",
+    "StoreError",
+    "Timings",
+    "ask",
+    "ask_stream",
+    "retrieve",
+]

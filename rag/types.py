@@ -1,0 +1,104 @@
+"""The values ``rag`` hands out: retrieved sources, citations and answers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["Answer", "Citation", "Source", "Timings"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """One retrieved paper, as numbered in the prompt.
+
+    Attributes:
+        number: the ``[n]`` the LLM saw for this paper (1-based, in rank order).
+        paper_id: the paper's stable id in the store.
+        title: the paper's title.
+        passages: the paper's best chunks that went into the prompt, in abstract order.
+        score: the fused (reciprocal rank) score of the paper's best chunk.
+        similarity: the best cosine similarity of any of its chunks to the question,
+            or None when only BM25 found it.
+        authors: author names, when known.
+        year: publication year, when known.
+        url: a link, when known.
+    """
+
+    number: int
+    paper_id: str
+    title: str
+    passages: tuple[str, ...]
+    score: float
+    similarity: float | None = None
+    authors: tuple[str, ...] = ()
+    year: int | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A source the answer cites.
+
+    Attributes:
+        number: the ``[n]`` marker in the answer; the same number as the cited Source.
+        title: the cited paper's title.
+        paper_id: the cited paper's stable id.
+        attributed: True when papercite attached this citation to a sentence the
+            model left uncited (post-hoc attribution), False when the model wrote it.
+    """
+
+    number: int
+    title: str
+    paper_id: str
+    attributed: bool = False
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Seconds spent on each part of an answer."""
+
+    retrieval: float = 0.0
+    first_token: float | None = None
+    total: float = 0.0
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What ``rag.ask`` returns.
+
+    Attributes:
+        question: the question as asked (control characters removed).
+        text: the answer, with ``[n]`` markers that refer to ``citations``.
+        citations: the cited sources, in order of first citation; never a paper
+            outside ``sources``.
+        sources: every retrieved paper, ranked, whether cited or not.
+        abstained: True when the collection does not cover the question; then
+            ``citations`` is empty.
+        model: which backend and model wrote the text, e.g. ``embedded:qwen2.5-coder-1.5b``;
+            empty when papercite abstained without asking a model.
+        timings: retrieval, first token and total seconds.
+        dropped_markers: ``[n]`` markers the model wrote that point outside
+            ``sources``; they were removed from ``text``.
+        prompt_tokens: tokens in the prompt, when the backend reports them.
+    """
+
+    question: str
+    text: str
+    citations: tuple[Citation, ...]
+    sources: tuple[Source, ...]
+    abstained: bool
+    model: str
+    timings: Timings = field(default_factory=Timings)
+    dropped_markers: int = 0
+    prompt_tokens: int | None = None
+
+    def cited_titles(self) -> list[str]:
+        """Titles of the cited papers, in citation order."""
+        return [c.title for c in self.citations]
+
+    def with_references(self) -> str:
+        """The answer followed by a numbered list of the cited papers' full titles."""
+        if not self.citations:
+            return self.text
+        refs = "\n".join(f"[{c.number}] {c.title}" for c in self.citations)
+        return f"{self.text}\n\nReferences:\n{refs}"

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# papercite's two entry points on a fresh machine:
+#   ./run.sh        set up .venv, ingest the bundled sample if the store is empty, then run the main job
+#   ./run.sh test   set up .venv and run the whole test suite (what .ci/run calls)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+. .venv/bin/activate
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+# torch first, pinned: a CPU build. Left to resolve on its own, pip takes a multi-GB CUDA build.
+python -c "import torch" 2>/dev/null || pip install --quiet "torch==2.13.0"
+pip install --quiet -e ".[embedded,test]"
+
+case "${1:-start}" in
+    test)
+        shift || true
+        exec python -m pytest "$@"
+        ;;
+    start)
+        exec papercite start
+        ;;
+    *)
+        echo "usage: ./run.sh [test [pytest args...]]" >&2
+        exit 2
+        ;;
+esac
