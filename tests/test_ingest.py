@@ -1,0 +1,108 @@
+"""Ingest into a real Chroma store with the real packaged MiniLM."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ingest import ingest_path
+from rag.errors import BadInput, StoreError
+from rag.services import get_services
+from rag.settings import Settings
+
+PAPERS = [
+    {"title": "Sparse Mixture of Experts for Tiny Devices", "abstract": "We route tokens to a few experts. " * 3,
+     "authors": ["Ada Lovelace", "Alan Turing"], "year": 2024, "doi": "10.1234/moe.1"},
+    {"title": "Wavelet Token Mixing", "abstract": "A 2D discrete wavelet transform mixes image tokens efficiently."},
+    {"title": "A Very Long Abstract About Caches", "abstract": " ".join(f"Sentence {i} explains cache line {i} reuse." for i in range(120))},
+]
+
+
+def _write(path: Path, records: list[dict], extra_lines: tuple[str, ...] = ()) -> Path:
+    path.write_text("\n".join([json.dumps(r) for r in records] + list(extra_lines)) + "\n")
+    return path
+
+
+def _chunks_of(settings: Settings, paper_id: str) -> list[dict]:
+    rows = get_services(settings).store.collection.get(where={"paper_id": paper_id}, include=["metadatas", "documents"])
+    return [dict(m, text=d) for m, d in zip(rows["metadatas"], rows["documents"])]
+
+
+def test_ingest_is_idempotent_and_reports_malformed_records(tmp_path: Path) -> None:
+    settings = Settings()
+    path = _write(tmp_path / "papers.jsonl", PAPERS, extra_lines=("{not json", json.dumps({"title": "No abstract"})))
+    first = ingest_path(path, settings=settings, progress=False)
+    assert len(first.added) == 3 and not first.updated
+    assert [str(p).split(":")[:2] for p in first.skipped] == [["papers.jsonl", "4"], ["papers.jsonl", "5"]]
+    stats = get_services(settings).store.stats()
+    assert stats.papers == 3 and stats.chunks == first.chunks_written
+
+    second = ingest_path(path, settings=settings, progress=False)
+    assert len(second.unchanged) == 3 and not second.added and not second.updated
+    assert second.chunks_written == 0
+    assert get_services(settings).store.stats().chunks == stats.chunks
+
+
+def test_changed_abstract_replaces_its_old_chunks(tmp_path: Path) -> None:
+    settings = Settings()
+    path = _write(tmp_path / "papers.jsonl", PAPERS)
+    ingest_path(path, settings=settings, progress=False)
+    changed = [dict(p) for p in PAPERS]
+    changed[2]["abstract"] = "Now a short abstract about cache reuse."
+    report = ingest_path(_write(path, changed), settings=settings, progress=False)
+    assert len(report.updated) == 1 and len(report.unchanged) == 2
+    chunks = _chunks_of(settings, report.updated[0])
+    assert len(chunks) == 1 and chunks[0]["n_chunks"] == 1
+    assert "Now a short abstract" in chunks[0]["text"]
+
+
+def test_chunks_fit_the_encoder_and_carry_the_title(tmp_path: Path) -> None:
+    settings = Settings()
+    ingest_path(_write(tmp_path / "p.jsonl", PAPERS), settings=settings, progress=False)
+    services = get_services(settings)
+    tokenizer = services.embed_model._model.tokenizer
+    limit = services.embed_model._model.max_seq_length
+    from llama_index.core.schema import MetadataMode
+
+    nodes = list(services.store.iter_nodes())
+    long_paper = [n for n in nodes if n.metadata["title"] == "A Very Long Abstract About Caches"]
+    assert len(long_paper) > 1, "a long abstract must be split, not truncated"
+    for node in nodes:
+        embedded = node.get_content(metadata_mode=MetadataMode.EMBED)
+        assert node.metadata["title"] in embedded
+        assert len(tokenizer(embedded)["input_ids"]) <= limit
+        assert "paper_id" not in embedded and "content_hash" not in embedded
+    # Every word of the long abstract is in some chunk.
+    words = set(PAPERS[2]["abstract"].split())
+    assert words <= set(" ".join(n.get_content() for n in long_paper).split())
+
+
+def test_bm25_index_matches_the_store(tmp_path: Path) -> None:
+    settings = Settings()
+    ingest_path(_write(tmp_path / "p.jsonl", PAPERS), settings=settings, progress=False)
+    store = get_services(settings).store
+    bm25 = store.bm25()
+    assert bm25 is not None
+    assert {c["node_id"] for c in bm25.corpus} == set(store.collection.get(include=[])["ids"])
+
+
+def test_ids_are_stable_doi_first(tmp_path: Path) -> None:
+    settings = Settings()
+    report = ingest_path(_write(tmp_path / "p.jsonl", PAPERS), settings=settings, progress=False)
+    assert "doi:10.1234/moe.1" in report.added
+
+
+def test_unreadable_file_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="missing.jsonl"):
+        ingest_path(tmp_path / "missing.jsonl", progress=False)
+
+
+def test_a_store_built_with_another_embedding_model_is_refused(tmp_path: Path) -> None:
+    settings = Settings()
+    ingest_path(_write(tmp_path / "p.jsonl", PAPERS[:1]), settings=settings, progress=False)
+    get_services(settings).store.collection.modify(metadata={"embedding_model": "some-other-model"})
+    with pytest.raises(StoreError, match="re-ingest"):
+        ingest_path(_write(tmp_path / "q.jsonl", PAPERS[1:2]), settings=settings, progress=False)
+    assert get_services(settings).store.stats().papers == 1  # nothing stored was lost

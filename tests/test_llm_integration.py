@@ -1,0 +1,97 @@
+"""End to end with the real pieces: Chroma, packaged MiniLM, and the real embedded LLM.
+
+The Ollama backend is exercised with the real ``ollama`` client over real HTTP:
+against the real Ollama when ``OLLAMA_HOST`` answers, otherwise against the
+protocol-faithful stand-in in ``tests/ollama_standin.py`` serving the embedded model.
+Assertions are on structure (which paper is cited), never on wording.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from llama_index.core.base.llms.types import ChatMessage, MessageRole
+
+from rag import ask
+from rag.llms import ollama_has_model
+from rag.services import get_services
+
+try:
+    from tests.ollama_standin import OllamaStandIn
+except ImportError:  # pragma: no cover - run from inside tests/
+    from ollama_standin import OllamaStandIn
+
+pytestmark = pytest.mark.llm
+
+EXPECTED = [
+    ("Which architecture mixes image tokens with a 2D wavelet transform, and why?",
+     "WaveMix: A Resource-efficient Neural Network for Image Analysis"),
+    ("Which papers let a segmentation model choose its encoder depth per image?",
+     "Efficient Transformer Encoders for Mask2Former-style models"),
+    ("How much does adding gradient noise reduce the error rate on question answering?",
+     "Adding Gradient Noise Improves Learning for Very Deep Networks"),
+    ("How can deformable convolution be made efficient on embedded FPGAs?",
+     "Algorithm-hardware Co-design for Deformable Convolution"),
+]
+
+
+def _embedded_settings(sample_settings: Any) -> Any:
+    return sample_settings.model_copy(update={"llm": sample_settings.llm.model_copy(update={"backend": "embedded"})})
+
+
+@pytest.mark.parametrize(("question", "title"), EXPECTED)
+def test_embedded_answers_cite_the_expected_paper(sample_settings: Any, question: str, title: str) -> None:
+    answer = ask(question, settings=_embedded_settings(sample_settings))
+    assert not answer.abstained, answer.text
+    assert title in answer.cited_titles(), (answer.text, answer.cited_titles())
+    retrieved = {s.paper_id for s in answer.sources}
+    assert all(c.paper_id in retrieved for c in answer.citations)
+    assert answer.model == "embedded:qwen2.5-coder-1.5b"
+    assert answer.timings.first_token is not None and answer.prompt_tokens
+
+
+def test_embedded_abstains_on_an_uncovered_question(sample_settings: Any) -> None:
+    answer = ask("Which paper trains a quantum computer to fold proteins?", settings=_embedded_settings(sample_settings))
+    assert answer.abstained and answer.citations == ()
+
+
+@pytest.fixture
+def ollama_host(sample_settings: Any) -> Iterator[str]:
+    """A server speaking Ollama's API with the configured model: the real one, or the stand-in."""
+    real = os.environ.get("OLLAMA_HOST")
+    model = sample_settings.llm.ollama_model
+    if real and ollama_has_model(sample_settings.llm.resolved_ollama_host(), model):
+        yield sample_settings.llm.resolved_ollama_host()
+        return
+    embedded = get_services(_embedded_settings(sample_settings)).backend.llm
+
+    def generate(messages: list[dict], options: dict, fmt: object) -> Iterator[str]:
+        chat = [ChatMessage(role=MessageRole(m["role"]), content=m["content"]) for m in messages]
+        for response in embedded.stream_chat(chat, max_tokens=options.get("num_predict", 300)):
+            if response.delta:
+                yield response.delta
+
+    with OllamaStandIn({model: generate}) as server:
+        yield server.url
+
+
+def test_ollama_backend_answers_through_the_real_client(sample_settings: Any, ollama_host: str) -> None:
+    settings = sample_settings.model_copy(
+        update={"llm": sample_settings.llm.model_copy(update={"backend": "ollama", "ollama_host": ollama_host})}
+    )
+    question, title = EXPECTED[0]
+    answer = ask(question, settings=settings)
+    assert answer.model == "ollama:qwen2.5:3b"
+    assert title in answer.cited_titles(), answer.text
+
+
+def test_auto_prefers_ollama_when_it_serves_the_model(sample_settings: Any, ollama_host: str) -> None:
+    from rag.llms import build_llm
+
+    auto = sample_settings.model_copy(update={"llm": sample_settings.llm.model_copy(update={"ollama_host": ollama_host})})
+    assert build_llm(auto).label == "ollama:qwen2.5:3b"
+    nothing = sample_settings.model_copy(update={"llm": sample_settings.llm.model_copy(update={"ollama_host": "http://127.0.0.1:9"})})
+    assert build_llm(nothing).label == "embedded:qwen2.5-coder-1.5b"

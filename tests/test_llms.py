@@ -1,0 +1,48 @@
+"""Backend selection and failures, without loading any model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from rag import ask
+from rag.errors import BadInput, LLMUnavailable
+from rag.llms import build_llm
+from rag.settings import LLMSettings, Settings
+
+
+def _with_llm(settings: Settings, **llm: Any) -> Settings:
+    return settings.model_copy(update={"llm": settings.llm.model_copy(update=llm)})
+
+
+def test_ollama_down_names_the_host_and_the_fix(sample_settings: Settings) -> None:
+    settings = _with_llm(sample_settings, backend="ollama", ollama_host="http://127.0.0.1:9")
+    with pytest.raises(LLMUnavailable) as err:
+        ask("Which architecture mixes image tokens with a 2D wavelet transform?", settings=settings)
+    message = str(err.value)
+    assert "http://127.0.0.1:9" in message and "ollama serve" in message
+    assert "\n" not in message
+
+
+def test_openai_backend_needs_a_base_url() -> None:
+    with pytest.raises(BadInput, match="OPENAI_BASE_URL"):
+        build_llm(_with_llm(Settings(), backend="openai"))
+
+
+def test_unknown_embedded_model_is_refused() -> None:
+    with pytest.raises(BadInput, match="neither a known model"):
+        build_llm(_with_llm(Settings(), backend="embedded", embedded_model="no-such-model"))
+
+
+def test_ollama_host_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", "10.0.0.5:11434")
+    assert LLMSettings().resolved_ollama_host() == "http://10.0.0.5:11434"
+    assert LLMSettings(ollama_host="http://h:1/").resolved_ollama_host() == "http://h:1"
+
+
+def test_ollama_requests_set_num_ctx_and_a_long_timeout() -> None:
+    backend = build_llm(_with_llm(Settings(), backend="ollama"))
+    assert backend.llm.context_window == 4096
+    assert backend.llm._model_kwargs["num_ctx"] == 4096
+    assert backend.llm.request_timeout >= 120
