@@ -54,6 +54,10 @@ def load_embed_model(settings: EmbeddingSettings) -> HuggingFaceEmbedding:
     if os.path.isdir(path):
         # A local model must never reach for the hub (there is none on many machines).
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers.utils import logging as transformers_logging
+
+    # transformers draws a "Loading weights" bar on every load: noise in a CLI answer.
+    transformers_logging.disable_progress_bar()
     try:
         model = HuggingFaceEmbedding(
             model_name=path,

@@ -204,7 +204,7 @@ class Store:
         tmp = target.with_name(target.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         retriever = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=self.settings.retrieval.candidates)
-        retriever.persist(str(tmp))
+        retriever.persist(str(tmp), show_progress=False)
         # Swap in the new index so a reader never sees a half-written one.
         old = target.with_name(target.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
