@@ -16,6 +16,7 @@ import hashlib
 import importlib
 import os
 import queue
+import secrets
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -147,7 +148,12 @@ class _LoadedModel:
         # The server keeps the previous prompt's KV cache, so the fixed instructions
         # at the start of every prompt are evaluated once, not per question.
         params.cache_prompt = True
+        # xllamacpp also serves the model over HTTP on a loopback port (OpenAI-compatible).
+        # papercite calls it in-process; the key keeps other local programs out.
+        self.api_key = secrets.token_urlsafe(24)
+        params.api_keys = [self.api_key]
         self.server = xllamacpp.Server(params)
+        self.url = str(self.server.listening_address)
         self.lock = threading.Lock()
 
 
@@ -203,6 +209,16 @@ class EmbeddedLLM(CustomLLM):
     @classmethod
     def class_name(cls) -> str:
         return "papercite_embedded_llm"
+
+    @property
+    def server_url(self) -> str:
+        """The loopback URL where llama.cpp serves this model's OpenAI-compatible API."""
+        return self._model.url
+
+    @property
+    def server_api_key(self) -> str:
+        """The bearer key that URL requires (random per process)."""
+        return self._model.api_key
 
     @property
     def metadata(self) -> LLMMetadata:

@@ -95,3 +95,24 @@ def test_auto_prefers_ollama_when_it_serves_the_model(sample_settings: Any, olla
     assert build_llm(auto).label == "ollama:qwen2.5:3b"
     nothing = sample_settings.model_copy(update={"llm": sample_settings.llm.model_copy(update={"ollama_host": "http://127.0.0.1:9"})})
     assert build_llm(nothing).label == "embedded:qwen2.5-coder-1.5b"
+
+
+def test_openai_backend_against_a_real_openai_compatible_server(sample_settings: Any) -> None:
+    """The embedded runtime's own llama.cpp server speaks the OpenAI API on loopback."""
+    import httpx
+    from pydantic import SecretStr
+
+    embedded = get_services(_embedded_settings(sample_settings)).backend.llm
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    assert httpx.post(f"{embedded.server_url}/v1/chat/completions", json=body, timeout=60).status_code == 401
+    settings = sample_settings.model_copy(
+        update={"llm": sample_settings.llm.model_copy(update={
+            "backend": "openai",
+            "openai_base_url": f"{embedded.server_url}/v1",
+            "openai_api_key": SecretStr(embedded.server_api_key),
+        })}
+    )
+    question, title = EXPECTED[0]
+    answer = ask(question, settings=settings)
+    assert answer.model == "openai:default"
+    assert title in answer.cited_titles(), answer.text
