@@ -10,10 +10,9 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
@@ -31,9 +30,6 @@ empty; 5 the LLM backend cannot answer; 6 the store cannot be opened or does not
 the settings."""
 
 SAMPLE_QUESTION = "Which architecture mixes image tokens with a 2D wavelet transform, and why?"
-
-F = TypeVar("F", bound=Callable[..., Any])
-
 
 def _quiet_libraries() -> None:
     # Model loaders print progress bars and tokenizer warnings meant for developers.
@@ -62,7 +58,7 @@ def cli() -> None:
     _quiet_libraries()
 
 
-def _settings(backend: str | None = None, top_k: int | None = None) -> Any:
+def _settings(backend: str | None = None) -> Any:
     from rag.settings import load_settings
 
     settings = load_settings()
