@@ -16,9 +16,9 @@ from llama_index.core.base.llms.types import ChatMessage, ChatResponse
 from llama_index.core.llms import LLM
 
 from rag.errors import BadInput, LLMUnavailable, PaperciteError
-from rag.settings import Settings
+from rag.settings import LLMSettings, Settings
 
-__all__ = ["BackendLLM", "build_llm", "ollama_has_model", "stream_chat"]
+__all__ = ["BackendLLM", "build_llm", "llm_choices", "ollama_has_model", "stream_chat"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,57 @@ def ollama_has_model(host: str, model: str, timeout: float = 2.0) -> bool:
         return False
     names = {m.model for m in listed.models}
     return model in names or f"{model}:latest" in names
+
+
+def llm_choices(settings: Settings) -> dict[str, LLMSettings]:
+    """The backends and models that can answer now, by label (as answers record them).
+
+    The first entry is what ``settings`` itself resolves to (``auto`` included); the
+    rest are alternatives a page may offer: every embedded model whose packages are
+    installed, every model the Ollama server lists, and the OpenAI-compatible server
+    when one is configured. Nothing is loaded; Ollama is asked with a short timeout.
+    """
+    import importlib.util
+
+    from rag.embedded import EMBEDDED_MODELS
+
+    conf = settings.llm
+    choices: dict[str, LLMSettings] = {}
+    host = conf.resolved_ollama_host()
+    ollama_models = _ollama_models(host) if conf.backend in ("auto", "ollama") or conf.ollama_host else []
+    match conf.backend:
+        case "auto" if conf.ollama_model in ollama_models or f"{conf.ollama_model}:latest" in ollama_models:
+            choices[f"ollama:{conf.ollama_model}"] = conf.model_copy(update={"backend": "ollama"})
+        case "auto":
+            choices[f"embedded:{_embedded_name(conf.embedded_model)}"] = conf.model_copy(update={"backend": "embedded"})
+        case "ollama":
+            choices[f"ollama:{conf.ollama_model}"] = conf
+        case "embedded":
+            choices[f"embedded:{_embedded_name(conf.embedded_model)}"] = conf
+        case "openai":
+            choices[f"openai:{conf.openai_model}"] = conf
+    if importlib.util.find_spec("xllamacpp") is not None:
+        for name, spec in EMBEDDED_MODELS.items():
+            if importlib.util.find_spec(spec.module_pattern.format(i=1)) is not None:
+                choices.setdefault(f"embedded:{name}", conf.model_copy(update={"backend": "embedded", "embedded_model": name}))
+    for model in ollama_models:
+        choices.setdefault(f"ollama:{model}", conf.model_copy(update={"backend": "ollama", "ollama_model": model}))
+    if conf.openai_base_url:
+        choices.setdefault(f"openai:{conf.openai_model}", conf.model_copy(update={"backend": "openai"}))
+    return choices
+
+
+def _embedded_name(name: str) -> str:
+    return name if "/" not in name and not name.endswith(".gguf") else Path(name).stem
+
+
+def _ollama_models(host: str, timeout: float = 2.0) -> list[str]:
+    import ollama
+
+    try:
+        return sorted(m.model for m in ollama.Client(host=host, timeout=timeout).list().models if m.model)
+    except Exception:  # not running or not reachable: no Ollama choices
+        return []
 
 
 def build_llm(settings: Settings) -> BackendLLM:

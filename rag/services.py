@@ -32,10 +32,15 @@ class Services:
 
     @cached_property
     def store(self) -> Store:
-        """The Chroma collection and BM25 index."""
+        """The Chroma collection and BM25 index (one per data directory and collection,
+        shared by settings that differ only in retrieval or LLM, e.g. a page's backend menu)."""
         from rag.store import Store
 
-        return Store(self.settings)
+        key = f"{self.settings.data_dir}|{self.settings.store.model_dump_json()}"
+        with _SERVICES_LOCK:
+            if key not in _STORES:
+                _STORES[key] = Store(self.settings)
+            return _STORES[key]
 
     @cached_property
     def embed_model(self) -> HuggingFaceEmbedding:
@@ -54,6 +59,7 @@ class Services:
 
 
 _SERVICES: dict[str, Services] = {}
+_STORES: dict[str, Store] = {}
 _SERVICES_LOCK = threading.Lock()
 
 
@@ -70,3 +76,4 @@ def reset_services() -> None:
     """Forget every loaded service (tests use this between data directories)."""
     with _SERVICES_LOCK:
         _SERVICES.clear()
+        _STORES.clear()

@@ -23,6 +23,7 @@ __all__ = [
     "EmbeddingSettings",
     "LLMSettings",
     "RetrievalSettings",
+    "ServeSettings",
     "Settings",
     "StoreSettings",
     "load_settings",
@@ -140,6 +141,45 @@ class AnswerSettings(_Section):
     )
 
 
+class ServeSettings(_Section):
+    """The Gradio page that `papercite serve` starts."""
+
+    host: str = Field(
+        "127.0.0.1",
+        description="Address the page listens on. The default is reachable from this machine "
+        "only; 0.0.0.0 opens it to the network (set auth too).",
+    )
+    port: int = Field(7860, ge=1, le=65535, description="Port of the page.")
+    auth: SecretStr | None = Field(
+        None, description="Basic auth as user:password. Unset: no login (fine on 127.0.0.1)."
+    )
+    max_upload_mb: float = Field(50.0, gt=0, description="Largest file the page accepts for upload, in MB.")
+    concurrency: int = Field(
+        1,
+        ge=1,
+        description="Answers generated at once. 1 suits the embedded model (one generation "
+        "at a time); raise it for an Ollama or OpenAI-compatible server that batches.",
+    )
+    queue_size: int = Field(
+        64, ge=1, description="Questions that may wait for their turn; more are refused with a message."
+    )
+
+    def credentials(self) -> tuple[str, str] | None:
+        """``auth`` split into (user, password), or None.
+
+        Raises:
+            BadInput: the value is not ``user:password``.
+        """
+        if self.auth is None:
+            return None
+        user, sep, password = self.auth.get_secret_value().partition(":")
+        if not sep or not user or not password:
+            from rag.errors import BadInput
+
+            raise BadInput("PAPERCITE_SERVE__AUTH must look like user:password (both non-empty).")
+        return user, password
+
+
 class Settings(BaseSettings):
     """Everything papercite can be told; see each field's description."""
 
@@ -159,6 +199,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     answer: AnswerSettings = Field(default_factory=AnswerSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
 
     def cache_key(self) -> str:
         """A string that changes whenever any setting does; keys the loaded services."""

@@ -124,6 +124,11 @@ class Store:
         papers = len(self.collection.get(where={"chunk_index": 0}, include=[])["ids"]) if chunks else 0
         return StoreStats(papers, chunks, self.recorded_embedding_model(), self.location)
 
+    def titles(self, limit: int = 200) -> list[str]:
+        """Titles of up to ``limit`` stored papers, in storage order."""
+        rows = self.collection.get(where={"chunk_index": 0}, include=["metadatas"], limit=limit)
+        return [str(m.get("title", "")) for m in rows["metadatas"] or [] if m.get("title")]
+
     def recorded_embedding_model(self) -> str | None:
         """The embedding model the stored vectors were made with, if any were stored."""
         return (self.collection.metadata or {}).get("embedding_model")

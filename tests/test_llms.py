@@ -46,3 +46,22 @@ def test_ollama_requests_set_num_ctx_and_a_long_timeout() -> None:
     assert backend.llm.context_window == 4096
     assert backend.llm._model_kwargs["num_ctx"] == 4096
     assert backend.llm.request_timeout >= 120
+
+
+def test_llm_choices_offer_what_can_answer_configured_first() -> None:
+    from rag.llms import llm_choices
+    from tests.ollama_standin import OllamaStandIn
+
+    dead = "http://127.0.0.1:9"
+    offline = llm_choices(_with_llm(Settings(), backend="auto", ollama_host=dead))
+    assert next(iter(offline)) == "embedded:qwen2.5-coder-1.5b"  # auto with no Ollama: embedded
+    assert not any(label.startswith("ollama:") for label in offline)
+
+    with OllamaStandIn({"qwen2.5:3b": lambda *a: iter(["x"]), "llama3.2:1b": lambda *a: iter(["x"])}) as server:
+        online = llm_choices(_with_llm(Settings(), backend="auto", ollama_host=server.url))
+        assert list(online)[0] == "ollama:qwen2.5:3b"  # auto finds Ollama serving the model
+        assert online["ollama:llama3.2:1b"].backend == "ollama" and online["ollama:llama3.2:1b"].ollama_model == "llama3.2:1b"
+        assert online["embedded:qwen2.5-coder-1.5b"].backend == "embedded"
+
+    remote = llm_choices(_with_llm(Settings(), backend="openai", openai_base_url="http://gpu:8000/v1", ollama_host=dead))
+    assert list(remote)[0] == "openai:default"
