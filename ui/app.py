@@ -1,0 +1,267 @@
+"""The papercite page: ask in plain language, read cited answers, manage the collection.
+
+``build_app(settings)`` builds the page and wires it to ``rag.ask_stream`` and
+``ingest.ingest_path``, the same calls the CLI makes; ``launch(app, settings)``
+serves it. They are apart so tests can start the page on a free port.
+
+Each ``PaperciteError`` becomes one ``gr.Error`` message on the page, with paths on
+the server left out; any other failure is logged on the server and shown as one
+line. Answers go through Gradio's queue, ``settings.serve.concurrency`` at a time
+(1 by default: the embedded model runs one generation at a time), so questions
+from several users wait their turn in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # a private tool reports to nobody
+
+import gradio as gr
+
+from ingest import ingest_path
+from rag.answer import ask_stream, clean_question
+from rag.errors import IndexEmpty, PaperciteError
+from rag.llms import llm_choices
+from rag.services import get_services
+from rag.settings import Settings
+from rag.types import Answer
+from ui.render import (
+    answer_markdown,
+    collection_markdown,
+    display_name,
+    example_questions,
+    sources_html,
+    streaming_markdown,
+    upload_report_markdown,
+)
+
+__all__ = ["CSS", "UPLOAD_TYPES", "build_app", "launch", "page_message", "warm_up"]
+
+log = logging.getLogger(__name__)
+
+UPLOAD_TYPES = [".jsonl", ".json", ".csv", ".tsv", ".bib", ".txt", ".gz"]
+NO_SOURCES = '<div class="pc-sources"><p class="pc-empty">Ask a question: the papers behind the answer appear here.</p></div>'
+CSS = """
+.pc-cite { display: inline-block; padding: 0 .35em; margin: 0 .1em; border-radius: .6em;
+  background: #dbeafe; color: #1e3a8a; font-size: .85em; font-weight: 600; cursor: help; }
+.pc-attributed { background: transparent; border: 1px dashed #1e3a8a; }
+.pc-meta { display: block; margin-top: .4em; color: #6b7280; font-size: .8em; }
+.pc-sources h4 { margin: .6em 0 .3em; }
+.pc-source { border: 1px solid #e5e7eb; border-radius: 8px; padding: .5em .7em; margin: .4em 0; }
+.pc-cited { border-left: 4px solid #2563eb; }
+.pc-uncited, .pc-nearest { opacity: .8; border-left: 4px solid #9ca3af; }
+.pc-title { font-weight: 600; }
+.pc-byline { color: #6b7280; font-size: .85em; margin: .15em 0 .3em; }
+.pc-source blockquote { margin: .2em 0; padding-left: .6em; border-left: 2px solid #e5e7eb; font-size: .9em; }
+.pc-source summary { cursor: pointer; color: #6b7280; font-size: .85em; }
+.pc-source mark { background: #fef08a; padding: 0 .1em; }
+.pc-notice { font-weight: 600; color: #92400e; }
+"""
+
+
+def page_message(exc: PaperciteError, settings: Settings, *uploads: str) -> str:
+    """``exc``'s message for the page: no path on the server in it (uploads shown by file name)."""
+    if isinstance(exc, IndexEmpty):
+        return ("The collection is empty: upload papers in the Collection panel, or run "
+                "`papercite ingest --sample` for the bundled 84 papers.")
+    text = str(exc)
+    for upload in uploads:
+        text = text.replace(str(upload), display_name(upload))
+    return text.replace(str(settings.data_dir), "the data directory")
+
+
+def build_app(settings: Settings) -> gr.Blocks:
+    """Build the page for the collection and backends ``settings`` describe (does not serve it)."""
+    services = get_services(settings)
+    choices = llm_choices(settings)
+    default_llm = next(iter(choices), None)
+    max_bytes = int(settings.serve.max_upload_mb * 1_000_000)
+
+    def collection_view() -> tuple[str, Any]:
+        stats = services.store.stats()
+        panel = collection_markdown(stats.papers, stats.chunks, stats.embedding_model,
+                                    default_llm or "none: install papercite[embedded] or start Ollama")
+        examples = example_questions(services.store.titles())
+        return panel, gr.Dataset(samples=[[q] for q in examples], visible=bool(examples))
+
+    def check_question(question: str) -> tuple[str, str]:
+        try:
+            return "", clean_question(question)
+        except PaperciteError as exc:
+            raise gr.Error(page_message(exc, settings), print_exception=False) from None
+
+    def respond(
+        question: str, history: list[dict[str, Any]], turns: dict[int, tuple[str, str]], top_k: int, llm_label: str | None,
+    ) -> Iterator[tuple[Any, ...]]:
+        history = [*history, {"role": "user", "content": question},
+                   {"role": "assistant", "content": "*Searching the collection…*"}]
+        yield history, gr.skip(), gr.skip(), gr.skip()
+        llm = choices.get(llm_label or "")
+        session = settings if llm is None else settings.model_copy(update={"llm": llm})
+        streamed = ""
+        try:
+            for item in ask_stream(question, settings=session, top_k=int(top_k)):
+                if isinstance(item, Answer):
+                    history[-1] = {"role": "assistant", "content": answer_markdown(item)}
+                    panel, copy_text = sources_html(item), item.with_references()
+                    turns = {**turns, len(history) - 1: (panel, copy_text)}
+                    yield history, panel, copy_text, turns
+                else:
+                    streamed += item
+                    history[-1] = {"role": "assistant", "content": streaming_markdown(streamed)}
+                    yield history, gr.skip(), gr.skip(), gr.skip()
+        except PaperciteError as exc:
+            message = page_message(exc, settings)
+            history[-1] = {"role": "assistant", "content": f"⚠️ {message}"}
+            yield history, NO_SOURCES, "", turns
+            raise gr.Error(message, print_exception=False) from None
+        except Exception:
+            log.exception("Answering %r failed", question)
+            message = "Answering failed unexpectedly; the details are in the server's log."
+            history[-1] = {"role": "assistant", "content": f"⚠️ {message}"}
+            yield history, NO_SOURCES, "", turns
+            raise gr.Error(message, print_exception=False) from None
+
+    def show_turn(turns: dict[int, tuple[str, str]], evt: gr.SelectData) -> tuple[Any, Any]:
+        index = evt.index if isinstance(evt.index, int) else evt.index[0]
+        turn = turns.get(index) or turns.get(index + 1)  # a click on the question shows its answer's sources
+        return (turn[0], turn[1]) if turn else (gr.skip(), gr.skip())
+
+    def upload(files: list[str] | None, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008 - how Gradio injects a progress bar
+        rows: list[tuple[str, object]] = []
+        for path in files or []:
+            name = display_name(path)
+            size = Path(path).stat().st_size
+            if size > max_bytes:
+                refusal = (f"{size / 1e6:.1f} MB is over the {settings.serve.max_upload_mb:g} MB limit: "
+                           "ingest it with `papercite ingest FILE`, or raise PAPERCITE_SERVE__MAX_UPLOAD_MB.")
+                rows.append((name, refusal))
+                continue
+
+            def report_progress(done: int, total: int, name: str = name) -> None:
+                progress((done, total), desc=f"Embedding {name}", unit="chunks")
+
+            try:
+                report = ingest_path(path, settings=settings, progress=report_progress)
+            except PaperciteError as exc:
+                rows.append((name, page_message(exc, settings, path)))
+                continue
+            report.source = name
+            report.skipped = [type(p)(p.location.replace(str(path), name), p.reason) for p in report.skipped]
+            rows.append((name, report))
+        return (upload_report_markdown(rows), *collection_view(), None)
+
+    with gr.Blocks(title="papercite", fill_width=True) as app:
+        gr.Markdown("## papercite\nAnswers from your collection of paper abstracts, every claim cited. "
+                    "Runs on this machine.")
+        turns = gr.State({})
+        pending = gr.State("")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                chatbot = gr.Chatbot(
+                    label="Chat", elem_id="pc-chat", height=520, buttons=["copy"],
+                    feedback_options=None, group_consecutive_messages=False,
+                    placeholder="Ask about the papers in your collection. Every sentence of an answer "
+                                "cites the abstract it comes from.",
+                )
+                with gr.Row():
+                    question = gr.Textbox(
+                        show_label=False, placeholder="e.g. Which papers make LLM inference cheaper?",
+                        elem_id="pc-question", scale=6, max_lines=4, submit_btn=False,
+                    )
+                    ask_button = gr.Button("Ask", variant="primary", elem_id="pc-ask", scale=1)
+                examples = gr.Dataset(components=[question], samples=[], label="Try", elem_id="pc-examples")
+                with gr.Row():
+                    copy_button = gr.Button("Copy answer with references", elem_id="pc-copy", size="sm")
+                    clear_button = gr.Button("Clear chat", elem_id="pc-clear", size="sm")
+                copy_box = gr.Textbox(
+                    label="Answer with references", lines=4, interactive=False, buttons=["copy"],
+                    elem_id="pc-copy-text",
+                )
+            with gr.Column(scale=2):
+                gr.Markdown("### Sources")
+                sources = gr.HTML(NO_SOURCES, elem_id="pc-sources")
+                with gr.Accordion("Collection", open=True):
+                    collection = gr.Markdown(elem_id="pc-collection")
+                    files = gr.File(
+                        label=f"Add papers: JSONL, CSV, BibTeX or page text (up to {settings.serve.max_upload_mb:g} MB each)",
+                        file_count="multiple", file_types=UPLOAD_TYPES, elem_id="pc-upload",
+                    )
+                    report = gr.Markdown(elem_id="pc-report")
+                with gr.Accordion("Settings", open=False):
+                    top_k = gr.Slider(1, 15, value=settings.retrieval.top_papers, step=1,
+                                      label="Papers to retrieve", elem_id="pc-top-k")
+                    llm = gr.Dropdown(
+                        choices=list(choices), value=default_llm, label="Model",
+                        visible=len(choices) > 1, elem_id="pc-llm",
+                    )
+
+        app.load(collection_view, outputs=[collection, examples])
+        examples.click(lambda sample: sample[0], inputs=examples, outputs=question)
+        for trigger in (question.submit, ask_button.click):
+            trigger(check_question, inputs=question, outputs=[question, pending], concurrency_limit=None).success(
+                respond,
+                inputs=[pending, chatbot, turns, top_k, llm],
+                outputs=[chatbot, sources, copy_box, turns],
+                concurrency_limit=settings.serve.concurrency,
+                concurrency_id="answer",
+            )
+        chatbot.select(show_turn, inputs=turns, outputs=[sources, copy_box])
+        clear_button.click(lambda: ([], {}, NO_SOURCES, ""), outputs=[chatbot, turns, sources, copy_box])
+        copy_button.click(None, inputs=copy_box, js="(text) => { if (text) navigator.clipboard.writeText(text); }")
+        files.upload(upload, inputs=files, outputs=[report, collection, examples, files],
+                     concurrency_limit=1, concurrency_id="ingest")
+    return app
+
+
+def launch(app: gr.Blocks, settings: Settings, *, port: int | None = None, block: bool = True) -> str:
+    """Serve the page as ``settings.serve`` says; return its URL.
+
+    Args:
+        app: from :func:`build_app`.
+        settings: host, port, auth, upload cap and queue size come from ``settings.serve``.
+        port: overrides ``settings.serve.port`` (tests pass a free one).
+        block: False returns once the server is up (tests, notebooks).
+
+    Raises:
+        BadInput: ``settings.serve.auth`` is not ``user:password``.
+    """
+    conf = settings.serve
+    app.queue(max_size=conf.queue_size)
+    app.launch(
+        server_name=conf.host,
+        server_port=port or conf.port,
+        auth=conf.credentials(),
+        share=False,
+        max_file_size=int(conf.max_upload_mb * 1_000_000),
+        prevent_thread_lock=not block,
+        show_error=False,
+        ssr_mode=False,
+        quiet=True,
+        css=CSS,
+        theme=gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]),
+    )
+    return app.local_url or f"http://{conf.host}:{port or conf.port}/"
+
+
+def warm_up(settings: Settings) -> threading.Thread:
+    """Load the embedding model, BM25 and the LLM in the background, so the first question is not slow."""
+
+    def run() -> None:
+        try:
+            services = get_services(settings)
+            services.store.bm25()
+            services.embed_model.get_query_embedding("warm up")
+            services.backend  # noqa: B018 - building it loads the model
+        except PaperciteError as exc:  # the first question will show the same error on the page
+            log.warning("Warm-up: %s", exc)
+
+    thread = threading.Thread(target=run, name="papercite-warm-up", daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,212 @@
+"""What the page shows, as plain functions from ``rag`` values to HTML or Markdown.
+
+Every piece of text that came from a paper or a model is escaped here before it is
+wrapped in markup, so a title like ``<script>...`` is shown, never run. Nothing in
+this module imports Gradio, so it is tested without a browser.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from rag.types import Answer, Source
+
+__all__ = [
+    "answer_markdown",
+    "collection_markdown",
+    "example_questions",
+    "highlight",
+    "sources_html",
+    "streaming_markdown",
+    "upload_report_markdown",
+]
+
+_STOPWORD_TEXT = """about above after again against also among and any are because been before being
+    between both but can could did does doing done during each few for from further had has
+    have having her here hers his how into its itself just more most much not now off once
+    only other our out over own paper papers same she should some such than that the their
+    them then there these they this those through too under until use used uses using very
+    was way were what when where which while who whom why will with would you your study
+    studies work works propose proposed show shows approach method methods"""
+_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+_WORD = re.compile(r"(\w+)")
+_CITE = re.compile(r"\[(\d+)\]")
+
+
+def _stem(word: str) -> str:
+    word = word.lower()
+    for suffix in ("ies", "es", "s"):
+        if len(word) > 4 and word.endswith(suffix):
+            return word[: -len(suffix)] + ("y" if suffix == "ies" else "")
+    return word
+
+
+def _query_stems(question: str) -> set[str]:
+    return {_stem(w) for w in _WORD.findall(question) if len(w) >= 3 and w.lower() not in _STOPWORDS}
+
+
+def highlight(passage: str, question: str) -> str:
+    """The passage as escaped HTML with the question's content words in ``<mark>``."""
+    stems = _query_stems(question)
+    out = []
+    for i, piece in enumerate(_WORD.split(passage)):
+        escaped = html.escape(piece)
+        out.append(f"<mark>{escaped}</mark>" if i % 2 and _stem(piece) in stems else escaped)
+    return "".join(out)
+
+
+def streaming_markdown(text: str) -> str:
+    """The model's words so far, escaped, with a cursor: what the chat shows mid-answer."""
+    return html.escape(text) + " ▌"
+
+
+def answer_markdown(answer: Answer) -> str:
+    """The checked answer for the chat: ``[n]`` markers as badges titled with the paper."""
+    if answer.abstained:
+        return (
+            f"**{html.escape(answer.text)}** The nearest papers papercite found are listed "
+            f"under Sources, marked as not answering it.\n\n{_meta_line(answer)}"
+        )
+    cited = {c.number: c for c in answer.citations}
+
+    def badge(match: re.Match[str]) -> str:
+        n = int(match.group(1))
+        citation = cited.get(n)
+        if citation is None:  # cannot happen after resolve_markers; shown plain if it did
+            return match.group(0)
+        kind = "pc-cite pc-attributed" if citation.attributed else "pc-cite"
+        return f'<span class="{kind}" title="{html.escape(citation.title, quote=True)}">[{n}]</span>'
+
+    body = _CITE.sub(badge, html.escape(answer.text, quote=False))
+    return f"{body}\n\n{_meta_line(answer)}"
+
+
+def _meta_line(answer: Answer) -> str:
+    parts = [html.escape(answer.model or "no model asked: nothing in the collection is close to the question")]
+    if answer.timings.first_token is not None:
+        parts.append(f"first words after {answer.timings.first_token:.1f} s")
+    parts.append(f"{answer.timings.total:.1f} s in all")
+    if any(c.attributed for c in answer.citations):
+        parts.append("dashed badges: citation added by papercite to a sentence the model left uncited")
+    return f'<span class="pc-meta">{" · ".join(parts)}</span>'
+
+
+def sources_html(answer: Answer) -> str:
+    """The sources panel: cited papers first, then those retrieved but not cited."""
+    by_number = {s.number: s for s in answer.sources}
+    if answer.abstained:
+        cards = "".join(_card(s, answer.question, "pc-nearest") for s in answer.sources)
+        return (
+            '<div class="pc-sources"><p class="pc-notice">The collection does not cover this '
+            "question. Nearest papers found; <b>they do not answer it</b>:</p>"
+            f"{cards or '<p>No papers at all.</p>'}</div>"
+        )
+    cited = [by_number[c.number] for c in answer.citations if c.number in by_number]
+    cited_numbers = {s.number for s in cited}
+    others = [s for s in answer.sources if s.number not in cited_numbers]
+    parts = [f'<div class="pc-sources"><h4>Cited ({len(cited)})</h4>']
+    parts += [_card(s, answer.question, "pc-cited") for s in cited]
+    if others:
+        parts.append(f"<h4>Retrieved, not cited ({len(others)})</h4>")
+        parts += [_card(s, answer.question, "pc-uncited") for s in others]
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _card(source: Source, question: str, kind: str) -> str:
+    title = html.escape(source.title)
+    if source.url and source.url.startswith(("https://", "http://")):
+        title = f'<a href="{html.escape(source.url, quote=True)}" target="_blank" rel="noopener noreferrer">{title}</a>'
+    byline = []
+    if source.authors:
+        names = ", ".join(source.authors[:3]) + (" et al." if len(source.authors) > 3 else "")
+        byline.append(html.escape(names))
+    if source.year:
+        byline.append(str(source.year))
+    if source.similarity is not None:
+        byline.append(f"similarity {source.similarity:.2f}")
+    byline.append(f"fused score {source.score:.4f}")
+    passages = "".join(f"<blockquote>{highlight(p, question)}</blockquote>" for p in source.passages)
+    if kind != "pc-cited":  # the cited passages are the evidence; the rest stay folded
+        passages = f"<details><summary>passage</summary>{passages}</details>"
+    return (
+        f'<div class="pc-source {kind}" data-number="{source.number}">'
+        f'<div class="pc-title"><span class="pc-cite">[{source.number}]</span> {title}</div>'
+        f'<div class="pc-byline">{" · ".join(byline)}</div>{passages}</div>'
+    )
+
+
+def collection_markdown(papers: int, chunks: int, embedding_model: str | None, llm: str) -> str:
+    """The collection panel's summary."""
+    if not papers:
+        return (
+            "**The collection is empty.** Upload a JSONL, CSV, BibTeX or page-text file below, "
+            "or run `papercite ingest --sample` for the bundled 84 papers."
+        )
+    return (
+        f"**{papers:,} papers** in {chunks:,} chunks  \n"
+        f"Embedding model: `{html.escape(embedding_model or '-')}`  \n"
+        f"LLM: `{html.escape(llm)}`"
+    )
+
+
+def upload_report_markdown(rows: Sequence[tuple[str, object | str]], max_reasons: int = 10) -> str:
+    """A per-file table of what an upload did.
+
+    Args:
+        rows: (file name, IngestReport) for files that were ingested, or
+            (file name, error message) for files refused whole.
+        max_reasons: skipped records listed per file.
+    """
+    lines = ["| file | added | updated | unchanged | skipped |", "| --- | --- | --- | --- | --- |"]
+    notes = []
+    for name, result in rows:
+        safe = _cell(name)
+        if isinstance(result, str):
+            lines.append(f"| {safe} | – | – | – | refused |")
+            notes.append(f"- **{safe}** refused: {_cell(result)}")
+            continue
+        report = result
+        lines.append(
+            f"| {safe} | {len(report.added)} | {len(report.updated)} | "  # type: ignore[attr-defined]
+            f"{len(report.unchanged)} | {len(report.skipped)} |"  # type: ignore[attr-defined]
+        )
+        skipped = report.skipped  # type: ignore[attr-defined]
+        for problem in skipped[:max_reasons]:
+            notes.append(f"- {_cell(str(problem))}")
+        if len(skipped) > max_reasons:
+            notes.append(f"- ... and {len(skipped) - max_reasons} more skipped in {safe}")
+    return "\n".join(lines + ([""] + notes if notes else []))
+
+
+def _cell(text: str) -> str:
+    return html.escape(text).replace("|", "\\|").replace("\n", " ")
+
+
+def example_questions(titles: Sequence[str], limit: int = 4) -> list[str]:
+    """Questions a new user could ask of this collection, made from its titles.
+
+    Titles that name a method ("WaveMix: ...") make the best questions, so they are
+    preferred, spread over the collection; plain titles fill in when there are few.
+    """
+    titles = [" ".join(t.split()) for t in titles]
+    named, plain = [], []
+    for title in titles:
+        name, sep, rest = title.partition(":")
+        if sep and 1 <= len(name.split()) <= 3 and rest.strip():
+            named.append(f"What is {name.strip()}, and what problem does it address?")
+        elif 4 <= len(title.split()) <= 10:
+            first = title.split()[0]
+            keep_case = len(first) > 1 and not first[1:].islower()  # an acronym or a name: "LLMs", "BERT"
+            plain.append(f"Which papers address {title if keep_case else title[0].lower() + title[1:]}?")
+    pool = named if len(named) >= limit else named + plain
+    step = max(1, len(pool) // limit)
+    return pool[::step][:limit]
+
+
+def display_name(path: str | Path) -> str:
+    """A file's name without the server's directories (which must never reach the page)."""
+    return Path(path).name
