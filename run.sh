@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # papercite's two entry points on a fresh machine:
-#   ./run.sh        set up .venv, ingest the bundled sample if the store is empty, then run the main job
+#   ./run.sh        set up .venv, ingest the bundled sample if the store is empty, open the page on http://127.0.0.1:7860
 #   ./run.sh test   set up .venv and run the whole test suite (what .ci/run calls)
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -29,7 +29,6 @@ EXIT_HELP = """Exit codes: 0 success; 1 unexpected failure; 2 wrong command-line
 empty; 5 the LLM backend cannot answer; 6 the store cannot be opened or does not match
 the settings."""
 
-SAMPLE_QUESTION = "Which architecture mixes image tokens with a 2D wavelet transform, and why?"
 
 def _quiet_libraries() -> None:
     # Model loaders print progress bars and tokenizer warnings meant for developers.
@@ -131,19 +130,45 @@ def config() -> None:
 
 
 @cli.command()
-def start() -> None:
-    """Ingest the bundled sample if the collection is empty, then answer a sample question."""
+@click.option("--host", help="Address to listen on (default 127.0.0.1: this machine only).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port (default 7860).")
+def serve(host: str | None, port: int | None) -> None:
+    """Open the chat page at http://127.0.0.1:7860 (Ctrl+C stops it)."""
+    _serve(_serve_settings(host, port))
+
+
+@cli.command()
+@click.option("--host", help="Address to listen on (default 127.0.0.1: this machine only).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port (default 7860).")
+def start(host: str | None, port: int | None) -> None:
+    """Ingest the bundled sample if the collection is empty, then open the chat page."""
     from ingest import ingest_path, sample_corpus
-    from rag import ask as rag_ask
     from rag.services import get_services
 
-    settings = _settings()
+    settings = _serve_settings(host, port)
     if get_services(settings).store.collection.count() == 0:
         click.echo(ingest_path(sample_corpus(), settings=settings).summary())
-    click.echo(f"Q: {SAMPLE_QUESTION}\n")
-    answer = rag_ask(SAMPLE_QUESTION, settings=settings)
-    click.echo(answer.with_references())
-    click.echo(f"\n({answer.model}; {answer.timings.total:.1f} s)", err=True)
+    _serve(settings)
+
+
+def _serve_settings(host: str | None, port: int | None) -> Any:
+    settings = _settings()
+    update = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    return settings.model_copy(update={"serve": settings.serve.model_copy(update=update)}) if update else settings
+
+
+def _serve(settings: Any) -> None:
+    from ui.app import build_app, launch, warm_up
+
+    conf = settings.serve
+    conf.credentials()  # a malformed PAPERCITE_SERVE__AUTH fails here, before anything loads
+    if conf.host not in ("127.0.0.1", "localhost", "::1") and conf.auth is None:
+        click.echo(f"Warning: the page is open to the network on {conf.host} with no login; "
+                   "set PAPERCITE_SERVE__AUTH=user:password.", err=True)
+    app = build_app(settings)
+    warm_up(settings)
+    click.echo(f"papercite is at http://{conf.host}:{conf.port} (Ctrl+C stops it)", err=True)
+    launch(app, settings)
 
 
 def main() -> None:

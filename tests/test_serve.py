@@ -1,0 +1,53 @@
+"""Serving the page: local by default, basic auth when set, and what the command refuses."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from rag.settings import Settings
+from ui.cli import cli
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def guarded(tmp_path: Path) -> Iterator[str]:
+    from ui.app import build_app, launch
+
+    settings = Settings(data_dir=tmp_path / "data", serve={"auth": "alice:correct-horse"}, llm={"backend": "embedded"})
+    app = build_app(settings)
+    url = launch(app, settings, port=_free_port(), block=False)
+    yield url
+    app.close()
+
+
+def test_defaults_bind_to_this_machine_only() -> None:
+    conf = Settings().serve
+    assert conf.host == "127.0.0.1" and conf.auth is None and conf.concurrency == 1
+
+
+def test_basic_auth_refuses_a_wrong_password(guarded: str) -> None:
+    with httpx.Client(base_url=guarded, timeout=30) as client:
+        assert client.get("/config").status_code == 401  # nothing of the app without a login
+        wrong = client.post("/login", data={"username": "alice", "password": "wrong"})
+        assert wrong.status_code == 400
+        assert client.get("/config").status_code == 401
+        right = client.post("/login", data={"username": "alice", "password": "correct-horse"})
+        assert right.status_code == 200
+        assert client.get("/config").status_code == 200
+
+
+def test_serve_refuses_a_malformed_auth_setting() -> None:
+    result = CliRunner().invoke(cli, ["serve"], env={"PAPERCITE_SERVE__AUTH": "alice"})
+    assert result.exit_code == 3
+    assert result.stderr.strip() == "Error: PAPERCITE_SERVE__AUTH must look like user:password (both non-empty)."
