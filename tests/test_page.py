@@ -1,0 +1,232 @@
+"""The page end to end: the real app on a free port, driven by headless Chromium.
+
+Real pieces throughout: a copy of the sample Chroma store, the packaged MiniLM, the
+embedded LLM writing each answer, and Debian's Chromium (Playwright drives it; it
+never downloads a browser of its own). Answers take seconds each, so the module
+asks few questions and checks several things on each.
+
+Set PAPERCITE_SCREENSHOT=docs/page.png to also save the cited-answer screenshot
+there (that is how the README's picture is made). The times from question to
+first words and to the full answer are printed (run with -s to see them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.llm, pytest.mark.browser]
+
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run",
+]
+WAVELET_Q = "Which architecture mixes image tokens with a 2D wavelet transform?"
+WAVELET_TITLE = "WaveMix: A Resource-efficient Neural Network for Image Analysis"
+HOSTILE_TITLE = "Glowfly <script>window.__pwned = 1</script> routing <img src=x onerror=\"window.__pwned = 2\">"
+UPLOAD = [
+    {"title": HOSTILE_TITLE, "abstract": "Glowfly routing sends packets through swarms of light-emitting drones. "
+     "Each drone relays packets by blinking, reaching 40 kilobits per second over 300 meters at night.",
+     "year": 2025, "authors": ["Ines Okafor"]},
+    {"title": "Tidal batteries for island grids", "abstract": "We store island grid energy in tidal lagoons "
+     "and release it through turbines, smoothing solar output across the day.", "year": 2024},
+    {"title": "A record without its abstract"},
+]
+TIMES: list[dict[str, Any]] = []
+# Read at import: the autouse fixture clears PAPERCITE_* variables before each test.
+SCREENSHOT_TO = os.environ.get("PAPERCITE_SCREENSHOT")
+CHROMIUM = os.environ.get("PAPERCITE_CHROMIUM")
+
+
+def _chromium() -> str:
+    path = CHROMIUM or next(
+        (p for name in ("chromium", "chromium-browser", "google-chrome") if (p := shutil.which(name))), None
+    )
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is missing: apt-get install chromium (the .ci/run script does this)")
+        pytest.skip("no Chromium here: apt-get install chromium, or set PAPERCITE_CHROMIUM to a Chrome binary")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def page_url(sample_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The page over a private copy of the sample store (the upload test writes to it), warmed up."""
+    from rag.settings import Settings
+    from ui.app import build_app, launch, warm_up
+
+    data_dir = tmp_path_factory.mktemp("page") / "data"
+    shutil.copytree(sample_store, data_dir)
+    settings = Settings(data_dir=data_dir, llm={"backend": "embedded"})
+    app = build_app(settings)
+    url = launch(app, settings, port=_free_port(), block=False)
+    warm_up(settings).join()  # as `papercite serve` does: the model is loaded before the first question
+    yield url
+    app.close()
+    if TIMES:
+        print("\nquestion -> first words / full answer, in the browser (embedded model):")
+        for t in TIMES:
+            print(f"  {t['first_words_s']:6.1f} s / {t['full_answer_s']:6.1f} s  {t['question']}")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Any, page_url: str) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000},
+                                  permissions=["clipboard-read", "clipboard-write"])
+    page = context.new_page()
+    page.goto(page_url)
+    page.wait_for_function("document.querySelector('#pc-collection')?.innerText.includes('papers')")
+    yield page
+    context.close()
+
+
+def _ask(page: Any, question: str) -> dict[str, Any]:
+    """Type a question, press Enter, and time the first streamed words and the finished answer.
+
+    The answer is finished when its message carries the model-and-timings line.
+    """
+    before = page.locator("#pc-chat [data-testid=bot]").count()
+    page.fill("#pc-question textarea", question)
+    started = time.perf_counter()
+    page.press("#pc-question textarea", "Enter")
+    last = f"[...document.querySelectorAll('#pc-chat [data-testid=bot]')].slice({before}).at(-1)"
+    page.wait_for_function(f"() => {{ const m = {last}; return m !== undefined && "
+                           "((m.innerText.includes('▌') && m.innerText.length > 3) || m.querySelector('.pc-meta') !== null); }",
+                           polling=50, timeout=180_000)
+    first = time.perf_counter() - started
+    page.wait_for_function(f"() => {last}?.querySelector('.pc-meta') != null", polling=50, timeout=180_000)
+    timing = {"question": question, "first_words_s": first, "full_answer_s": time.perf_counter() - started}
+    TIMES.append(timing)
+    return timing
+
+
+def test_empty_question_shows_one_readable_error(page: Any) -> None:
+    page.click("#pc-ask")
+    error = page.get_by_text("The question is empty")
+    error.first.wait_for(timeout=10_000)
+    assert "Traceback" not in page.content()
+    assert page.locator("#pc-chat [data-testid=user]").count() == 0  # nothing was sent
+
+
+def test_streamed_answer_cites_a_title_shown_in_the_sources(page: Any, tmp_path: Path) -> None:
+    timing = _ask(page, WAVELET_Q)
+    cited = page.inner_text("#pc-sources .pc-cited")
+    assert WAVELET_TITLE in cited
+    badge = page.locator("#pc-chat .pc-cite").first
+    assert badge.get_attribute("title") == WAVELET_TITLE  # the badge names the paper it cites
+    assert page.locator("#pc-sources .pc-cited mark").count() > 0  # the question's words are highlighted
+    assert timing["first_words_s"] <= timing["full_answer_s"]
+
+    shot = tmp_path / "page.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 20_000
+    if SCREENSHOT_TO:
+        shutil.copy(shot, SCREENSHOT_TO)
+
+    page.click("#pc-copy")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert "References:" in copied and f"] {WAVELET_TITLE}" in copied
+
+    page.click("#pc-clear")
+    page.wait_for_function("document.querySelectorAll('#pc-chat [data-testid=bot]').length === 0")
+    assert page.locator("#pc-sources .pc-source").count() == 0
+
+
+def test_uncovered_question_abstains_and_marks_the_nearest_papers(page: Any) -> None:
+    _ask(page, "What is the boiling point of water on Mars?")
+    assert "does not cover this question" in page.inner_text("#pc-chat")
+    assert "they do not answer it" in page.inner_text("#pc-sources")
+    assert page.locator("#pc-sources .pc-nearest").count() > 0
+    assert page.locator("#pc-sources .pc-cited").count() == 0
+
+
+def test_upload_adds_papers_reports_each_file_and_shows_hostile_titles_as_text(page: Any, tmp_path: Path) -> None:
+    upload = tmp_path / "new-papers.jsonl"
+    upload.write_text("\n".join(json.dumps(r) for r in UPLOAD) + "\n", encoding="utf-8")
+    before = page.inner_text("#pc-collection")
+    assert "84 papers" in before
+
+    page.set_input_files("#pc-upload input[type=file]", str(upload))
+    page.wait_for_function("document.querySelector('#pc-collection').innerText.includes('86 papers')", timeout=120_000)
+    report = page.inner_text("#pc-report")
+    assert "new-papers.jsonl" in report and "new-papers.jsonl:3" in report  # the record with no abstract
+    assert "/tmp" not in report and str(tmp_path) not in report
+
+    _ask(page, "How fast can drones relay packets by blinking?")
+    sources = page.inner_text("#pc-sources")
+    assert "Glowfly <script>window.__pwned = 1</script> routing" in sources  # shown as text...
+    assert page.evaluate("window.__pwned") is None  # ...and never run
+
+    # Clicking the first answer in the chat brings its sources back.
+    _ask(page, WAVELET_Q)
+    page.locator("#pc-chat [data-testid=bot]").first.click()
+    page.wait_for_function("document.querySelector('#pc-sources').innerText.includes('Glowfly')")
+
+
+@pytest.fixture(scope="module")
+def bare_page_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The page over an empty store, with Ollama as the backend and nothing listening at its port."""
+    from rag.settings import Settings
+    from ui.app import build_app, launch
+
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("bare") / "data",
+        llm={"backend": "ollama", "ollama_host": f"http://127.0.0.1:{_free_port()}"},
+    )
+    app = build_app(settings)
+    yield launch(app, settings, port=_free_port(), block=False)
+    app.close()
+
+
+def test_errors_on_the_page_name_the_problem_and_the_fix(browser: Any, bare_page_url: str, tmp_path: Path) -> None:
+    page = browser.new_page()
+    page.goto(bare_page_url)
+    page.wait_for_function("document.querySelector('#pc-collection')?.innerText.includes('empty')")
+
+    page.fill("#pc-question textarea", "Which papers study drones?")
+    page.press("#pc-question textarea", "Enter")
+    page.get_by_text("The collection is empty: upload papers").first.wait_for(timeout=30_000)
+
+    junk = tmp_path / "export.jsonl"
+    junk.write_bytes(b"PK\x03\x04\x00\x00\xff\xfe binary junk\x00\n")
+    page.set_input_files("#pc-upload input[type=file]", str(junk))
+    page.wait_for_function("document.querySelector('#pc-report').innerText.includes('refused')", timeout=60_000)
+    report = page.inner_text("#pc-report")
+    assert "export.jsonl refused: export.jsonl is a binary file" in report and str(tmp_path) not in report
+
+    good = tmp_path / "two.jsonl"
+    good.write_text("\n".join(json.dumps(r) for r in UPLOAD[:2]) + "\n", encoding="utf-8")
+    page.set_input_files("#pc-upload input[type=file]", str(good))
+    page.wait_for_function("document.querySelector('#pc-collection').innerText.includes('2 papers')", timeout=120_000)
+
+    page.fill("#pc-question textarea", "How fast can drones relay packets by blinking?")
+    page.press("#pc-question textarea", "Enter")
+    error = page.get_by_text("Cannot get an answer from Ollama at http://127.0.0.1:")
+    error.first.wait_for(timeout=60_000)
+    assert "ollama serve" in error.first.inner_text()
+    assert "Traceback" not in page.content()
+    page.close()
