@@ -51,3 +51,24 @@ def test_serve_refuses_a_malformed_auth_setting() -> None:
     result = CliRunner().invoke(cli, ["serve"], env={"PAPERCITE_SERVE__AUTH": "alice"})
     assert result.exit_code == 3
     assert result.stderr.strip() == "Error: PAPERCITE_SERVE__AUTH must look like user:password (both non-empty)."
+
+
+def test_programs_ask_through_the_api_and_get_the_same_messages(tmp_path: Path) -> None:
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    from ui.app import build_app, launch
+
+    settings = Settings(data_dir=tmp_path / "data", llm={"backend": "embedded"})
+    app = build_app(settings)
+    url = launch(app, settings, port=_free_port(), block=False)
+    try:
+        client = Client(url, verbose=False)
+        assert set(client.view_api(return_format="dict")["named_endpoints"]) == {"/ask", "/upload"}
+        with pytest.raises(AppError, match="The question is empty"):
+            client.predict("  ", 5, api_name="/ask")
+        with pytest.raises(AppError, match="The collection is empty: upload papers") as err:
+            client.predict("Which papers study drones?", 5, api_name="/ask")
+        assert str(tmp_path) not in str(err.value)
+    finally:
+        app.close()

@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # a private tool rep
 import gradio as gr
 
 from ingest import ingest_path
-from rag.answer import ask_stream, clean_question
+from rag.answer import ask, ask_stream, clean_question
 from rag.errors import IndexEmpty, PaperciteError
 from rag.llms import llm_choices
 from rag.services import get_services
@@ -128,6 +129,13 @@ def build_app(settings: Settings) -> gr.Blocks:
             yield history, NO_SOURCES, "", turns
             raise gr.Error(message, print_exception=False) from None
 
+    def api_ask(question: str, top_k: int = settings.retrieval.top_papers) -> dict[str, Any]:
+        """Answer a question from the collection: the Answer as JSON (text, citations, sources, timings)."""
+        try:
+            return asdict(ask(question, settings=settings, top_k=top_k))
+        except PaperciteError as exc:
+            raise gr.Error(page_message(exc, settings), print_exception=False) from None
+
     def show_turn(turns: dict[int, tuple[str, str]], evt: gr.SelectData) -> tuple[Any, Any]:
         index = evt.index if isinstance(evt.index, int) else evt.index[0]
         turn = turns.get(index) or turns.get(index + 1)  # a click on the question shows its answer's sources
@@ -202,21 +210,27 @@ def build_app(settings: Settings) -> gr.Blocks:
                         visible=len(choices) > 1, elem_id="pc-llm",
                     )
 
-        app.load(collection_view, outputs=[collection, examples])
-        examples.click(lambda sample: sample[0], inputs=examples, outputs=question)
-        for trigger in (question.submit, ask_button.click):
-            trigger(check_question, inputs=question, outputs=[question, pending], concurrency_limit=None).success(
-                respond,
-                inputs=[pending, chatbot, turns, top_k, llm],
-                outputs=[chatbot, sources, copy_box, turns],
-                concurrency_limit=settings.serve.concurrency,
-                concurrency_id="answer",
-            )
-        chatbot.select(show_turn, inputs=turns, outputs=[sources, copy_box])
-        clear_button.click(lambda: ([], {}, NO_SOURCES, ""), outputs=[chatbot, turns, sources, copy_box])
+        app.load(collection_view, outputs=[collection, examples], api_visibility="private")
+        examples.click(lambda sample: sample[0], inputs=examples, outputs=question, api_visibility="private")
+        gr.on(
+            [question.submit, ask_button.click], check_question, inputs=question, outputs=[question, pending],
+            concurrency_limit=None, api_visibility="private",
+        ).success(
+            respond,
+            inputs=[pending, chatbot, turns, top_k, llm],
+            outputs=[chatbot, sources, copy_box, turns],
+            concurrency_limit=settings.serve.concurrency,
+            concurrency_id="answer",
+            api_visibility="private",  # programs use the /ask endpoint below
+        )
+        chatbot.select(show_turn, inputs=turns, outputs=[sources, copy_box], api_visibility="private")
+        clear_button.click(lambda: ([], {}, NO_SOURCES, ""), outputs=[chatbot, turns, sources, copy_box],
+                           api_visibility="private")
         copy_button.click(None, inputs=copy_box, js="(text) => { if (text) navigator.clipboard.writeText(text); }")
         files.upload(upload, inputs=files, outputs=[report, collection, examples, files],
-                     concurrency_limit=1, concurrency_id="ingest")
+                     concurrency_limit=1, concurrency_id="ingest", api_name="upload")
+        # The same answers for programs (gradio_client, curl): waits in the same queue as the chat.
+        gr.api(api_ask, api_name="ask", concurrency_limit=settings.serve.concurrency, concurrency_id="answer")
     return app
 
 
