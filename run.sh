@@ -2,6 +2,7 @@
 # papercite's two entry points on a fresh machine:
 #   ./run.sh        set up .venv, ingest the bundled sample if the store is empty, open the page on http://127.0.0.1:7860
 #   ./run.sh test   set up .venv and run the whole test suite (what .ci/run calls)
+#   ./run.sh eval   set up .venv and run `papercite eval` with the given arguments
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -23,8 +24,12 @@ case "${1:-start}" in
     start)
         exec papercite start
         ;;
+    eval)
+        shift
+        exec papercite eval "$@"
+        ;;
     *)
-        echo "usage: ./run.sh [test [pytest args...]]" >&2
+        echo "usage: ./run.sh [test [pytest args...] | eval [papercite eval args...]]" >&2
         exit 2
         ;;
 esac

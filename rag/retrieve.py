@@ -19,7 +19,7 @@ from rag.services import Services, get_services
 from rag.settings import RetrievalSettings, Settings
 from rag.types import Source
 
-__all__ = ["HybridRetriever", "ScoredChunk", "group_by_paper", "retrieve", "retrieve_timed"]
+__all__ = ["HybridRetriever", "ScoredChunk", "build_retriever", "group_by_paper", "retrieve", "retrieve_timed"]
 
 
 class ScoredChunk(NodeWithScore):
@@ -47,6 +47,16 @@ class HybridRetriever(BaseRetriever):
         self._dense = dense
         self._sparse = sparse
         self._conf = conf
+
+    @property
+    def dense(self) -> BaseRetriever:
+        """The dense (Chroma) retriever alone."""
+        return self._dense
+
+    @property
+    def sparse(self) -> BaseRetriever | None:
+        """The BM25 retriever alone, if the store has a BM25 index."""
+        return self._sparse
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         dense = self._dense.retrieve(query_bundle)

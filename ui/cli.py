@@ -27,7 +27,7 @@ EXIT_CODES: dict[type[PaperciteError], int] = {
 EXIT_HELP = """Exit codes: 0 success; 1 unexpected failure; 2 wrong command-line usage;
 3 bad input (empty question, unreadable file, invalid setting); 4 the collection is
 empty; 5 the LLM backend cannot answer; 6 the store cannot be opened or does not match
-the settings."""
+the settings; 7 `eval --gate` found a metric below its threshold."""
 
 
 def _quiet_libraries() -> None:
@@ -169,6 +169,29 @@ def _serve(settings: Any) -> None:
     warm_up(settings)
     click.echo(f"papercite is at http://{conf.host}:{conf.port} (Ctrl+C stops it)", err=True)
     launch(app, settings)
+
+
+@cli.command("eval")
+@click.option("--set", "gold_set", default="bundled", show_default=True,
+              help="bundled (the sample's hand-written questions), scifact, or a JSONL gold set asked of your store.")
+@click.option("--scifact", "scifact_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="SciFact directory (corpus.csv, claims_train.csv), for --set scifact.")
+@click.option("--limit", type=click.IntRange(1), help="Ask only N questions (taken evenly over the kinds).")
+@click.option("--backend", type=click.Choice(["auto", "ollama", "embedded", "openai"]), help="LLM backend for the answers.")
+@click.option("--retrieval-only", is_flag=True, help="No LLM: compare dense, BM25 and hybrid retrieval.")
+@click.option("--support", is_flag=True, help="Judge each answer sentence's support with the embedded LLM (slow).")
+@click.option("--gate", is_flag=True, help="Exit with 7 when a metric misses the CI threshold.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("."),
+              show_default=True, help="Where eval-report.md/.json/.png go.")
+def eval_command(gold_set: str, scifact_dir: Path | None, limit: int | None, backend: str | None,
+                 retrieval_only: bool, support: bool, gate: bool, out_dir: Path) -> None:
+    """Measure retrieval, citation accuracy and abstention against a gold set."""
+    from evals.run import run_eval
+
+    passed = run_eval(_settings(backend), gold_set=gold_set, scifact_dir=scifact_dir, limit=limit,
+                      retrieval_only=retrieval_only, support=support, gate=gate, out_dir=out_dir, echo=click.echo)
+    if not passed:
+        sys.exit(7)
 
 
 def main() -> None:

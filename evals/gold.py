@@ -1,0 +1,115 @@
+"""Gold sets: the bundled questions over the sample corpus, and SciFact from a path.
+
+The bundled set (``evals/data/bundled.jsonl``) was written by hand from the 84
+sample abstracts: each record has a question in words other than the title's,
+its kind (single, multi, out_of_scope, false_premise), the gold titles and one to
+three short facts a correct answer must convey. SciFact is third-party and stays
+outside the repository: the harness is given its directory.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ingest.papers import Paper, normalize_title
+from rag.errors import BadInput
+
+__all__ = ["BUNDLED", "GoldQuestion", "load_gold", "load_scifact", "title_key"]
+
+BUNDLED = Path(__file__).parent / "data" / "bundled.jsonl"
+KINDS = ("single", "multi", "out_of_scope", "false_premise")
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class GoldQuestion:
+    """One question with what a correct answer cites and says.
+
+    Attributes:
+        id: stable id, e.g. ``b07``.
+        question: the question as a user would ask it.
+        kind: single, multi, out_of_scope or false_premise.
+        gold: keys of the papers a correct answer cites (see :func:`title_key`),
+            empty when the right answer abstains.
+        gold_titles: the same papers' titles, for reports.
+        facts: short strings a correct answer conveys.
+    """
+
+    id: str
+    question: str
+    kind: str
+    gold: frozenset[str]
+    gold_titles: tuple[str, ...]
+    facts: tuple[str, ...]
+
+    @property
+    def answerable(self) -> bool:
+        """False when the right answer is to abstain."""
+        return self.kind != "out_of_scope"
+
+
+def title_key(title: str) -> str:
+    """How gold titles and retrieved titles are matched: the normalised title."""
+    return normalize_title(title)
+
+
+def load_gold(path: str | Path = BUNDLED) -> list[GoldQuestion]:
+    """Read a gold set in the bundled JSONL format.
+
+    Raises:
+        BadInput: the file is missing or a record lacks a field.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"No gold set at {path}: give --set bundled, scifact, or a JSONL file of questions.")
+    questions = []
+    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            kind = record["kind"]
+            if kind not in KINDS:
+                raise ValueError(f"kind must be one of {', '.join(KINDS)}")
+            titles = tuple(record.get("gold_titles", []))
+            questions.append(GoldQuestion(
+                str(record["id"]), record["question"], kind, frozenset(title_key(t) for t in titles),
+                titles, tuple(record.get("facts", [])),
+            ))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BadInput(f"{path.name}:{line_no}: not a gold question ({exc}); each line needs id, question, "
+                           "kind, gold_titles and facts.") from exc
+    return questions
+
+
+def load_scifact(directory: str | Path) -> tuple[list[Paper], list[GoldQuestion]]:
+    """SciFact's corpus as papers (id ``scifact:<doc_id>``) and its training claims as questions.
+
+    Raises:
+        BadInput: the directory lacks corpus.csv or claims_train.csv.
+    """
+    directory = Path(directory)
+    corpus, claims = directory / "corpus.csv", directory / "claims_train.csv"
+    for needed in (corpus, claims):
+        if not needed.is_file():
+            raise BadInput(f"No {needed.name} in {directory}: give the SciFact directory with --scifact PATH.")
+    csv.field_size_limit(1 << 24)
+    papers = []
+    with corpus.open(newline="", encoding="utf-8") as f:
+        for row_no, row in enumerate(csv.DictReader(f), start=2):
+            # The abstract is a printed list of quoted sentences, some adjacent without a comma.
+            sentences = [ast.literal_eval(s) for s in _QUOTED.findall(row["abstract"])]
+            papers.append(Paper(f"scifact:{row['doc_id']}", " ".join(row["title"].split()),
+                                " ".join(" ".join(sentences).split()), origin=f"{corpus.name}:{row_no}"))
+    by_id: dict[str, GoldQuestion] = {}  # a claim has one row per evidence document
+    with claims.open(newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            ids = frozenset(f"scifact:{d}" for d in re.findall(r"\d+", row["cited_doc_ids"]))
+            if ids and row["id"] not in by_id:
+                by_id[row["id"]] = GoldQuestion(f"scifact-{row['id']}", row["claim"], "single", ids, (), ())
+    return papers, list(by_id.values())

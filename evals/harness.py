@@ -1,0 +1,250 @@
+"""Run a gold set through ``rag.ask`` (as users do) or the retrievers alone, and score it.
+
+Each gold set gets its own data directory under ``<data_dir>/evals/<name>``, so an
+eval never touches the user's collection; ingest is idempotent, so a second run
+reuses the store. Metric definitions are in :mod:`evals.metrics`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from evals.gold import GoldQuestion, title_key
+from evals.metrics import (
+    citation_precision,
+    citation_recall,
+    fact_coverage,
+    marker_numbers,
+    mean,
+    mrr,
+    ndcg_at_k,
+    percentile,
+    recall_at_k,
+)
+from rag.answer import ask
+from rag.retrieve import build_retriever, group_by_paper, retrieve
+from rag.services import get_services
+from rag.settings import Settings
+from rag.types import Answer
+
+if TYPE_CHECKING:
+    from llama_index.core.llms import LLM
+
+__all__ = ["THRESHOLDS", "EvalRun", "check_gate", "eval_settings", "run_answers", "run_retrieval", "stratified"]
+
+#: The CI gate: each metric must reach its value (wrong_abstention must stay at or under it).
+THRESHOLDS: dict[str, float] = {
+    "citation_validity": 1.0,
+    "citation_precision": 0.80,
+    "citation_recall": 0.75,
+    "abstention": 0.70,
+    "recall@5": 0.90,
+}
+_AT_MOST = {"wrong_abstention"}
+
+
+@dataclass
+class EvalRun:
+    """What one eval produced: per-question records and the summary metrics."""
+
+    name: str
+    records: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, float | None] = field(default_factory=dict)
+    retrieval: dict[str, dict[str, float]] = field(default_factory=dict)  # mode -> metric -> value
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def eval_settings(base: Settings, name: str, **updates: Any) -> Settings:
+    """``base`` with its own data directory for gold set ``name`` (and section updates)."""
+    changed: dict[str, Any] = {"data_dir": base.data_dir / "evals" / name}
+    for section, values in updates.items():
+        changed[section] = getattr(base, section).model_copy(update=values)
+    return base.model_copy(update=changed)
+
+
+def stratified(questions: Sequence[GoldQuestion], limit: int | None) -> list[GoldQuestion]:
+    """The first ``limit`` questions taken round-robin over kinds, so any limit keeps the mix."""
+    if limit is None or limit >= len(questions):
+        return list(questions)
+    by_kind: dict[str, list[GoldQuestion]] = {}
+    for q in questions:
+        by_kind.setdefault(q.kind, []).append(q)
+    picked: list[GoldQuestion] = []
+    while len(picked) < limit:
+        for kind in list(by_kind):
+            if by_kind[kind] and len(picked) < limit:
+                picked.append(by_kind[kind].pop(0))
+    return sorted(picked, key=questions.index)
+
+
+def run_answers(
+    questions: Sequence[GoldQuestion],
+    settings: Settings,
+    *,
+    key: Callable[[str, str], str] | None = None,
+    judge: Callable[[str, Sequence[str]], bool] | None = None,
+    llm: LLM | None = None,
+    log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+) -> EvalRun:
+    """Ask every question through ``rag.ask`` and score answers, citations and retrieval.
+
+    Args:
+        questions: the gold set.
+        settings: the eval's settings (its own data directory, already ingested).
+        key: maps (paper_id, title) to the key gold sets use; by default the normalised title.
+        judge: (sentence, cited passages) -> supported?; None skips the support metric.
+        llm: a llama-index LLM to answer with instead of the configured backend.
+        log: receives one progress line per question.
+    """
+    key = key or (lambda _pid, title: title_key(title))
+    run = EvalRun("answers", settings=settings.model_dump(mode="json"))
+    for i, q in enumerate(questions, start=1):
+        ranking = [key(s.paper_id, s.title) for s in retrieve(q.question, top_k=10, settings=settings)]
+        answer = ask(q.question, settings=settings, llm=llm)
+        record = _score(q, answer, ranking, key, judge)
+        run.records.append(record)
+        log(f"[{i}/{len(questions)}] {q.id} {q.kind:13} cited={len(answer.citations)} "
+            f"{'abstained' if answer.abstained else 'answered':9} {answer.timings.total:5.1f} s")
+    run.summary = summarize(run.records)
+    return run
+
+
+def _score(
+    q: GoldQuestion,
+    answer: Answer,
+    ranking: list[str],
+    key: Callable[[str, str], str],
+    judge: Callable[[str, Sequence[str]], bool] | None,
+) -> dict[str, Any]:
+    by_number = {s.number: s for s in answer.sources}
+    cited = [key(c.paper_id, c.title) for c in answer.citations]
+    # Validity, checked apart from rag's parser: every [n] in the text and every listed
+    # citation must be a retrieved source, under the same number and title.
+    checks = [n in by_number for n in marker_numbers(answer.text)]
+    checks += [c.number in by_number and by_number[c.number].paper_id == c.paper_id
+               and by_number[c.number].title == c.title for c in answer.citations]
+    support = _support(answer, judge) if judge and not answer.abstained else []
+    return {
+        "id": q.id,
+        "kind": q.kind,
+        "question": q.question,
+        "gold_titles": list(q.gold_titles),
+        "facts": list(q.facts),
+        "answer": answer.text,
+        "abstained": answer.abstained,
+        "citations": [{"number": c.number, "title": c.title, "attributed": c.attributed} for c in answer.citations],
+        "retrieved": [s.title for s in answer.sources],
+        "model": answer.model,
+        "seconds": answer.timings.total,
+        "first_token": answer.timings.first_token,
+        "prompt_tokens": answer.prompt_tokens,
+        "dropped_markers": answer.dropped_markers,
+        "recall@1": recall_at_k(ranking, q.gold, 1) if q.answerable else None,
+        "recall@5": recall_at_k(ranking, q.gold, 5) if q.answerable else None,
+        "recall@10": recall_at_k(ranking, q.gold, 10) if q.answerable else None,
+        "mrr": mrr(ranking, q.gold) if q.answerable else None,
+        "ndcg@10": ndcg_at_k(ranking, q.gold, 10) if q.answerable else None,
+        "citation_precision": citation_precision(cited, q.gold),
+        "citation_recall": citation_recall(cited, q.gold) if q.answerable else None,
+        "valid_citations": sum(checks),
+        "checked_citations": len(checks),
+        "facts_found": fact_coverage(answer.text, q.facts) if q.answerable else None,
+        "support": support,
+    }
+
+
+def _support(answer: Answer, judge: Callable[[str, Sequence[str]], bool]) -> list[dict[str, Any]]:
+    from rag.citations import split_sentences
+
+    by_number = {s.number: s for s in answer.sources}
+    judged = []
+    for sentence in split_sentences(answer.text):
+        numbers = [n for n in marker_numbers(sentence) if n in by_number]
+        passages = [p for n in numbers for p in by_number[n].passages]
+        supported = bool(passages) and judge(sentence, passages)
+        judged.append({"sentence": sentence, "cited": numbers, "supported": supported})
+    return judged
+
+
+def summarize(records: Sequence[dict[str, Any]]) -> dict[str, float | None]:
+    """The run's metrics: means over the questions each metric applies to."""
+    answerable = [r for r in records if r["kind"] != "out_of_scope"]
+    uncovered = [r for r in records if r["kind"] == "out_of_scope"]
+    checked = sum(r["checked_citations"] for r in records)
+    sentences = [s for r in records for s in r["support"]]
+    seconds = [r["seconds"] for r in records if r["model"]]
+    firsts = [r["first_token"] for r in records if r["first_token"] is not None]
+    tokens = [r["prompt_tokens"] for r in records if r["prompt_tokens"]]
+    summary: dict[str, float | None] = {"questions": float(len(records))}
+    for metric in ("recall@1", "recall@5", "recall@10", "mrr", "ndcg@10"):
+        summary[metric] = mean(r[metric] for r in answerable)
+    summary["citation_precision"] = mean(r["citation_precision"] for r in records)
+    summary["citation_recall"] = mean(r["citation_recall"] for r in answerable)
+    summary["citation_validity"] = sum(r["valid_citations"] for r in records) / checked if checked else None
+    summary["support"] = sum(s["supported"] for s in sentences) / len(sentences) if sentences else None
+    summary["facts"] = mean(r["facts_found"] for r in answerable)
+    summary["abstention"] = mean(float(r["abstained"]) for r in uncovered)
+    summary["wrong_abstention"] = mean(float(r["abstained"]) for r in answerable)
+    summary["seconds_p50"] = percentile(seconds, 50)
+    summary["seconds_p95"] = percentile(seconds, 95)
+    summary["first_token_p50"] = percentile(firsts, 50)
+    summary["prompt_tokens_mean"] = mean(tokens)
+    return summary
+
+
+def check_gate(summary: dict[str, float | None], thresholds: dict[str, float] = THRESHOLDS) -> list[str]:
+    """The thresholds ``summary`` misses, one line each (empty: the gate passes)."""
+    failures = []
+    for metric, bound in thresholds.items():
+        value = summary.get(metric)
+        if value is None:
+            failures.append(f"{metric}: not measured (needs at least one question of the right kind)")
+        elif metric in _AT_MOST and value > bound + 1e-9:
+            failures.append(f"{metric} = {value:.3f}, above the limit {bound:.2f}")
+        elif metric not in _AT_MOST and value < bound - 1e-9:
+            failures.append(f"{metric} = {value:.3f}, below the threshold {bound:.2f}")
+    return failures
+
+
+def run_retrieval(
+    questions: Sequence[GoldQuestion],
+    settings: Settings,
+    *,
+    depth: int = 100,
+    key: Callable[[str, str], str] = lambda pid, _title: pid,
+    log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+) -> dict[str, dict[str, float]]:
+    """Dense, BM25 and hybrid rankings side by side: Recall@k, MRR, nDCG@10 per mode.
+
+    ``settings`` must point at a store that already holds the corpus; papers are
+    keyed by ``key(paper_id, title)`` (the paper id by default). Each retriever returns 3x ``depth`` chunks so that at
+    least ``depth`` papers are ranked.
+    """
+    conf = settings.retrieval.model_copy(update={"candidates": depth * 3})
+    services = get_services(settings.model_copy(update={"retrieval": conf}))
+    hybrid = build_retriever(services)
+    modes = {"dense": hybrid.dense, "bm25": hybrid.sparse, "hybrid": hybrid}
+    results: dict[str, dict[str, float]] = {}
+    for mode, retriever in modes.items():
+        if retriever is None:
+            continue
+        started = time.perf_counter()
+        rows = []
+        for q in questions:
+            chunks = [c for c in retriever.retrieve(q.question) if mode != "bm25" or (c.score or 0) > 0]
+            ranking = [key(s.paper_id, s.title) for s in group_by_paper(chunks, depth, 1)]
+            rows.append((ranking, q.gold))
+        results[mode] = {
+            "nDCG@10": mean(ndcg_at_k(r, g, 10) for r, g in rows) or 0.0,
+            "Recall@1": mean(recall_at_k(r, g, 1) for r, g in rows) or 0.0,
+            "Recall@10": mean(recall_at_k(r, g, 10) for r, g in rows) or 0.0,
+            "Recall@100": mean(recall_at_k(r, g, 100) for r, g in rows) or 0.0,
+            "MRR": mean(mrr(r, g) for r, g in rows) or 0.0,
+            "ms/query": 1000 * (time.perf_counter() - started) / max(1, len(rows)),
+        }
+        log(f"{mode}: nDCG@10 {results[mode]['nDCG@10']:.3f} over {len(rows)} claims")
+    return results

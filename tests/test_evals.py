@@ -1,0 +1,110 @@
+"""The eval harness: metrics, gold sets, the gate (and that it can fail), the command."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from evals.gold import BUNDLED, load_gold, load_scifact, title_key
+from evals.harness import check_gate, run_answers
+from evals.metrics import fact_coverage, mrr, ndcg_at_k, normalize, percentile, recall_at_k
+from ingest import read_papers, sample_corpus
+
+
+def test_ranking_metrics() -> None:
+    ranking = ["a", "b", "c", "d"]
+    assert recall_at_k(ranking, {"b", "z"}, 1) == 0 and recall_at_k(ranking, {"b", "z"}, 2) == 0.5
+    assert mrr(ranking, {"c"}) == pytest.approx(1 / 3) and mrr(ranking, {"z"}) == 0
+    assert ndcg_at_k(ranking, {"a"}) == 1.0
+    assert ndcg_at_k(ranking, {"b"}) == pytest.approx(1 / math.log2(3))
+    assert ndcg_at_k(["x", "a", "b"], {"a", "b"}) == pytest.approx((1 / math.log2(3) + 1 / math.log2(4)) / (1 + 1 / math.log2(3)))
+
+
+def test_fact_matching_is_normalised_not_fuzzy() -> None:
+    assert normalize("Reaches 73.62 % top‑1 — 6.7 x faster") == "reaches 73.62% top-1 - 6.7x faster"
+    assert fact_coverage("It reaches 73.62 % accuracy with Low–Rank adapters.", ["73.62%", "low-rank"]) == 1.0
+    assert fact_coverage("It reaches 73.6% accuracy.", ["73.62%"]) == 0.0
+    assert fact_coverage("an exploration of 13.7x speed-ups", ["LoRA", "3.7"]) == 0.0
+    assert fact_coverage("LoRA gives 3.7x", ["LoRA", "3.7"]) == 1.0
+    assert fact_coverage("anything", []) is None
+    assert percentile([1, 2, 3, 4], 50) == 2.5 and percentile([], 50) is None
+
+
+def test_bundled_gold_set_is_sound() -> None:
+    questions = load_gold(BUNDLED)
+    kinds = [q.kind for q in questions]
+    assert len(questions) >= 60
+    assert kinds.count("multi") >= 10 and kinds.count("out_of_scope") >= 10 and kinds.count("false_premise") >= 3
+    assert len({q.id for q in questions}) == len(questions)
+    papers = {title_key(p.title): p for p in read_papers(sample_corpus()).papers}
+    for q in questions:
+        assert q.gold <= papers.keys(), q.id
+        assert bool(q.gold) == q.answerable and (2 <= len(q.gold) <= 4 if q.kind == "multi" else True), q.id
+        text = normalize(" ".join(papers[k].abstract for k in q.gold))
+        assert all(normalize(f) in text for f in q.facts), q.id
+        for k in q.gold:  # questions in other words than the title's
+            name = papers[k].title.split(":")[0]
+            assert ":" not in papers[k].title or name.lower() not in q.question.lower(), q.id
+
+
+def test_scifact_loader_reads_adjacent_quoted_sentences(tmp_path: Path) -> None:
+    import csv
+
+    with (tmp_path / "corpus.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["doc_id", "title", "abstract", "structured"])
+        writer.writerow(["7", "A title", "['First sentence.' 'It\\'s second.'\n \"Third, with 'quote'\"]", "False"])
+    with (tmp_path / "claims_train.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "claim", "evidence_doc_id", "evidence_label", "evidence_sentences", "cited_doc_ids"])
+        writer.writerows([["1", "A claim.", "7", "SUPPORT", "[0]", "[7]"], ["1", "A claim.", "7", "SUPPORT", "[1]", "[7]"],
+                          ["2", "No docs.", "", "", "[]", "[]"]])
+    papers, claims = load_scifact(tmp_path)
+    assert papers[0].id == "scifact:7" and papers[0].abstract == "First sentence. It's second. Third, with 'quote'"
+    assert [(c.question, set(c.gold)) for c in claims] == [("A claim.", {"scifact:7"})]
+
+
+def test_gate_passes_sound_answers_and_fails_a_broken_citation_parser(sample_settings, scripted, monkeypatch) -> None:
+    import rag.answer
+    from evals.gold import GoldQuestion
+    from rag.citations import ResolvedText, resolve_markers
+    from rag.types import Citation
+
+    wavelet = "WaveMix: A Resource-efficient Neural Network for Image Analysis"
+    question = GoldQuestion("t1", "Which architecture mixes image tokens with a 2D wavelet transform?", "single",
+                            frozenset({title_key(wavelet)}), (wavelet,), ("wavelet",))
+    gate = {"citation_validity": 1.0, "citation_precision": 0.8, "citation_recall": 0.75, "recall@5": 0.9}
+
+    scripted.enqueue("It mixes tokens with a 2D discrete wavelet transform [1].")
+    sound = run_answers([question], sample_settings, llm=scripted, log=lambda _: None)
+    assert check_gate(sound.summary, gate) == []
+    assert sound.summary["facts"] == 1.0
+
+    def off_by_one(text, sources):  # a parser bug: [n] mapped to the paper after n
+        resolved = resolve_markers(text, sources)
+        shifted = tuple(Citation(c.number, sources[c.number % len(sources)].title, sources[c.number % len(sources)].paper_id)
+                        for c in resolved.citations)
+        return ResolvedText(resolved.text, shifted, resolved.dropped)
+
+    monkeypatch.setattr(rag.answer, "resolve_markers", off_by_one)
+    scripted.enqueue("It mixes tokens with a 2D discrete wavelet transform [1].")
+    broken = run_answers([question], sample_settings, llm=scripted, log=lambda _: None)
+    failures = check_gate(broken.summary, gate)
+    assert any(f.startswith("citation_validity") for f in failures)
+    assert any(f.startswith("citation_precision") for f in failures)
+
+
+def test_eval_command_retrieval_only_writes_the_report(tmp_path: Path) -> None:
+    from ui.cli import cli
+
+    result = CliRunner().invoke(cli, ["eval", "--retrieval-only", "--limit", "12", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "| hybrid |" in result.output and "| dense |" in result.output and "| bm25 |" in result.output
+    report = json.loads((tmp_path / "eval-report.json").read_text())
+    assert set(report["retrieval"]) == {"dense", "bm25", "hybrid"}
+    assert (tmp_path / "eval-report.md").read_text().startswith("# papercite eval: bundled")
+    assert (tmp_path / "eval-report.png").stat().st_size > 5_000
