@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import replace
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from rag.citations import MARKER, attribute, is_abstention, resolve_markers
+from rag.citations import MARKER, ResolvedText, attribute, cite_named_papers, is_abstention, resolve_markers
 from rag.errors import BadInput, EmptyQuestion
 from rag.llms import BackendLLM, stream_chat
 from rag.prompt import ABSTAIN_TEXT, build_messages
@@ -110,7 +111,11 @@ def finish_answer(
     prompt_tokens: int | None = None,
 ) -> Answer:
     """Turn the model's raw reply into a checked ``Answer`` (markers resolved, attribution, abstention)."""
-    resolved = resolve_markers(raw, sources)
+    named, placed = cite_named_papers(raw, sources)
+    resolved = resolve_markers(named, sources)
+    if placed:  # citations papercite chose from the paper a sentence names count as attributed
+        resolved = ResolvedText(resolved.text, tuple(replace(c, attributed=c.number in placed) for c in resolved.citations),
+                                resolved.dropped)
     bare = MARKER.sub("", resolved.text)
     if ABSTAIN_TEXT.lower() in bare.lower() or (is_abstention(bare) and not resolved.citations):
         return Answer(question, ABSTAIN_TEXT, (), tuple(sources), True, model, timings, resolved.dropped, prompt_tokens)

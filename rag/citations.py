@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from rag.types import Citation, Source
 
-__all__ = ["ResolvedText", "attribute", "is_abstention", "resolve_markers", "split_sentences"]
+__all__ = ["ResolvedText", "attribute", "cite_named_papers", "is_abstention", "resolve_markers", "split_sentences"]
 
 MARKER = re.compile(r"\[\s*(\d+(?:\s*(?:,|;|-|–|and)\s*\d+)*)\s*\]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])((?:\s*\[[^\]]{1,40}\])*)\s+(?=[A-Z0-9\"'(])")
@@ -80,6 +80,45 @@ def resolve_markers(text: str, sources: Sequence[Source]) -> ResolvedText:
     cleaned = re.sub(r"[ \t]+([.,;:!?])", r"\1", cleaned)  # "word [9]." -> "word."
     cleaned = re.sub(r"[ \t]{2,}", " ", cleaned).strip()
     return ResolvedText(cleaned, tuple(cited.values()), dropped)
+
+
+def _name(title: str) -> str:
+    """What an answer calls a paper: the method name before a colon ("WaveMix"), else the title."""
+    head, sep, _ = title.partition(":")
+    return head.strip() if sep and 1 <= len(head.split()) <= 4 and len(head.strip()) >= 3 else title.strip()
+
+
+def cite_named_papers(text: str, sources: Sequence[Source]) -> tuple[str, set[int]]:
+    """Point each sentence that names exactly one retrieved paper at that paper.
+
+    Small models copy the prompt's ``[1] Title:`` layout and then write another
+    paper's title after the ``[1]``, or name a paper and cite its neighbour. When a
+    sentence (or line) names one source by title or method name and none of its
+    markers is that source's, its markers are replaced by that source's number at
+    the sentence's end (or the number is added when it has none). Sentences naming zero or several sources
+    are left alone.
+
+    Returns:
+        The text, and the source numbers this placed where the model had not.
+    """
+    names = [(s.number, re.compile(r"(?<!\w)" + re.escape(_name(s.title)) + r"(?!\w)", re.IGNORECASE)) for s in sources]
+    out_lines = []
+    placed: set[int] = set()
+    for line in text.split("\n"):
+        sentences = []
+        for sentence in split_sentences(line) if line.strip() else [line]:
+            named = {n for n, pattern in names if pattern.search(sentence)}
+            cited = {m for group in MARKER.findall(sentence) for m in _numbers(group)}
+            if len(named) == 1 and not named & cited:
+                (number,) = named
+                sentence = " ".join(MARKER.sub("", sentence).split())
+                body, end = (sentence[:-1], sentence[-1]) if sentence[-1:] in ".!?" else (sentence, "")
+                sentence = f"{body} [{number}]{end}"
+                placed.add(number)
+            sentences.append(sentence)
+        out_lines.append(" ".join(sentences))
+    model_cited = {m for group in MARKER.findall(text) for m in _numbers(group)}
+    return "\n".join(out_lines), placed - model_cited
 
 
 def split_sentences(text: str) -> list[str]:

@@ -83,3 +83,25 @@ def test_attribution_leaves_unsupported_sentences_alone() -> None:
 )
 def test_abstention_is_recognised(text: str, expected: bool) -> None:
     assert is_abstention(text) is expected
+
+
+def test_a_sentence_naming_one_paper_cites_that_paper() -> None:
+    from rag.citations import cite_named_papers
+
+    sources = [
+        Source(1, "p1", "Ladder-residual: parallelism-aware architecture", ("x",), 0.1),
+        Source(2, "p2", "INT2.1: Towards Fine-Tunable Quantized LLMs", ("x",), 0.1),
+        Source(3, "p3", "Algorithm-hardware Co-design for Deformable Convolution", ("x",), 0.1),
+    ]
+    # The model copied the prompt's "[1] Title:" layout with another paper's title.
+    assert cite_named_papers("[1] INT2.1 cuts VRAM by 5.6 times.", sources) == ("INT2.1 cuts VRAM by 5.6 times [2].", {2})
+    assert cite_named_papers("[1] Title: Algorithm-hardware Co-design for Deformable Convolution\n[1] Title: INT2.1",
+                             sources) == ("Title: Algorithm-hardware Co-design for Deformable Convolution [3]\nTitle: INT2.1 [2]",
+                                          {2, 3})
+    assert cite_named_papers("INT2.1 runs on laptops. It is small [2].", sources) == (
+        "INT2.1 runs on laptops [2]. It is small [2].", set())  # the model cited [2] itself
+    # Already right, naming none, or naming two: untouched.
+    for text in ("INT2.1 cuts VRAM [2].", "It mixes tokens [1].", "Ladder-residual and INT2.1 differ [1]."):
+        assert cite_named_papers(text, sources) == (text, set())
+    # "INT2.1" inside another word is not a mention.
+    assert cite_named_papers("XINT2.1Y is fast [1].", sources) == ("XINT2.1Y is fast [1].", set())
