@@ -108,3 +108,16 @@ def test_eval_command_retrieval_only_writes_the_report(tmp_path: Path) -> None:
     assert set(report["retrieval"]) == {"dense", "bm25", "hybrid"}
     assert (tmp_path / "eval-report.md").read_text().startswith("# papercite eval: bundled")
     assert (tmp_path / "eval-report.png").stat().st_size > 5_000
+
+
+def test_judge_agreement_counts_against_hand_labels(tmp_path: Path) -> None:
+    from evals.judge import judge_agreement
+
+    labels = tmp_path / "labels.jsonl"
+    rows = [("A holds [1].", ["A holds."], True), ("B holds [1].", ["A holds."], False), ("C [2].", ["C."], True)]
+    labels.write_text("\n".join(json.dumps({"sentence": s, "passages": p, "supported": y}) for s, p, y in rows))
+    says_yes_when_first_letter_matches = lambda sentence, passages: sentence[0] == passages[0][0]
+    result = judge_agreement(says_yes_when_first_letter_matches, labels)
+    assert result["labels"] == 3 and result["agreement"] == 1.0
+    result = judge_agreement(lambda s, p: True, labels)
+    assert result["agreement"] == pytest.approx(2 / 3) and result["judge_yes_label_no"] == 1
