@@ -85,20 +85,51 @@ def ask_stream(
 
     services = get_services(settings)
     backend = services.backend if llm is None else BackendLLM(llm, f"custom:{llm.metadata.model_name}", "the given LLM", "check the LLM passed to ask()")
-    raw = ""
-    first_token: float | None = None
-    prompt_tokens: int | None = None
-    for response in stream_chat(backend, build_messages(text, sources)):
-        prompt_tokens = response.additional_kwargs.get("prompt_tokens") or prompt_tokens
-        if response.delta:
-            if first_token is None:
-                first_token = time.perf_counter() - started
-            raw += response.delta
-            yield response.delta
+    attempt = _Attempt(started)
+    yield from attempt.run(backend, build_messages(text, sources))
+    if best >= settings.answer.retry_similarity and _says_not_covered(attempt.raw):
+        # Small models abstain when an abstract plainly answers; a chunk this close
+        # means the question is likely covered, so ask once more without the way out.
+        attempt.raw = ""
+        yield from attempt.run(backend, build_messages(text, sources, insist=True))
     yield finish_answer(
-        text, raw, sources, settings, backend.label,
-        Timings(retrieval_s, first_token, time.perf_counter() - started), prompt_tokens,
+        text, attempt.raw, sources, settings, backend.label,
+        Timings(retrieval_s, attempt.first_token, time.perf_counter() - started), attempt.prompt_tokens,
     )
+
+
+class _Attempt:
+    """One streamed generation: yields pieces, keeps the raw text, first-token time and prompt size.
+
+    Pieces that could be the start of the abstention sentence are held back until
+    it is clear they are not, so a retried abstention never flashes on a page.
+    """
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.raw = ""
+        self.first_token: float | None = None
+        self.prompt_tokens: int | None = None
+
+    def run(self, backend: BackendLLM, messages: list) -> Iterator[str]:
+        held = ""
+        for response in stream_chat(backend, messages):
+            self.prompt_tokens = response.additional_kwargs.get("prompt_tokens") or self.prompt_tokens
+            if not response.delta:
+                continue
+            self.raw += response.delta
+            held += response.delta
+            if not ABSTAIN_TEXT.startswith(self.raw.strip()) or not self.raw.strip():
+                if self.first_token is None:  # the first words a reader sees
+                    self.first_token = time.perf_counter() - self.started
+                yield held
+                held = ""
+        # A complete abstention stays held: the caller retries or yields the final Answer.
+
+
+def _says_not_covered(raw: str) -> bool:
+    bare = MARKER.sub("", raw)
+    return ABSTAIN_TEXT.lower() in bare.lower() or (is_abstention(bare) and not MARKER.search(raw))
 
 
 def finish_answer(
@@ -116,8 +147,7 @@ def finish_answer(
     if placed:  # citations papercite chose from the paper a sentence names count as attributed
         resolved = ResolvedText(resolved.text, tuple(replace(c, attributed=c.number in placed) for c in resolved.citations),
                                 resolved.dropped)
-    bare = MARKER.sub("", resolved.text)
-    if ABSTAIN_TEXT.lower() in bare.lower() or (is_abstention(bare) and not resolved.citations):
+    if _says_not_covered(raw) or (is_abstention(MARKER.sub("", resolved.text)) and not resolved.citations):
         return Answer(question, ABSTAIN_TEXT, (), tuple(sources), True, model, timings, resolved.dropped, prompt_tokens)
     if settings.answer.post_hoc_attribution:
         embed_model = get_services(settings).embed_model

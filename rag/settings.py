@@ -139,6 +139,12 @@ class AnswerSettings(_Section):
     attribution_min_similarity: float = Field(
         0.45, description="Cosine similarity an uncited sentence needs to be attributed."
     )
+    retry_similarity: float = Field(
+        0.50,
+        description="When the model says the collection does not cover the question but a "
+        "retrieved chunk is at least this similar to it, ask once more, insisting it answer "
+        "from the abstracts. Above 1 disables the retry.",
+    )
 
 
 class ServeSettings(_Section):

@@ -34,7 +34,7 @@ def test_citations_are_always_retrieved_sources(sample_settings: Any, scripted: 
     assert answer.model == "custom:scripted"
     # The prompt numbered the sources with their titles, in rank order.
     prompt = scripted.history[0][-1].content
-    assert f"[1] Title: {WAVEMIX}" in prompt
+    assert f"Abstract [1], from the paper \"{WAVEMIX}\"" in prompt
 
 
 def test_streaming_yields_pieces_then_the_answer(sample_settings: Any, scripted: Any) -> None:
@@ -84,3 +84,21 @@ def test_huge_question_is_refused(sample_settings: Any) -> None:
 def test_empty_collection_says_how_to_ingest(scripted: Any) -> None:
     with pytest.raises(IndexEmpty, match="papercite ingest"):
         ask(QUESTION, llm=scripted)
+
+
+def test_an_abstention_despite_a_close_abstract_is_retried_once(sample_settings: Any, scripted: Any) -> None:
+    from rag.prompt import SYSTEM_PROMPT_ANSWER
+
+    scripted.enqueue("The collection does not cover this question.", "WaveMix mixes tokens with a 2D wavelet transform [1].")
+    pieces = list(ask_stream(QUESTION, settings=sample_settings, llm=scripted))
+    answer = pieces[-1]
+    assert not answer.abstained and answer.cited_titles() == [WAVEMIX]
+    assert "does not cover" not in "".join(p for p in pieces if isinstance(p, str))  # never shown
+    first, second = scripted.history
+    assert second[-1].content == first[-1].content and second[0].content == SYSTEM_PROMPT_ANSWER
+    assert ABSTAIN_TEXT in first[0].content and ABSTAIN_TEXT not in SYSTEM_PROMPT_ANSWER
+
+    no_retry = sample_settings.model_copy(update={"answer": sample_settings.answer.model_copy(update={"retry_similarity": 1.01})})
+    scripted.enqueue("The collection does not cover this question.")
+    assert ask(QUESTION, settings=no_retry, llm=scripted).abstained
+    assert len(scripted.history) == 3
