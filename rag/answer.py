@@ -20,7 +20,7 @@ from rag.types import Answer, Source, Timings
 if TYPE_CHECKING:
     from llama_index.core.llms import LLM
 
-__all__ = ["MAX_QUESTION_CHARS", "ask", "ask_stream", "clean_question"]
+__all__ = ["MAX_QUESTION_CHARS", "ask", "ask_stream", "clean_question", "names_outside_collection"]
 
 MAX_QUESTION_CHARS = 2000
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -76,7 +76,9 @@ def ask_stream(
     text = clean_question(question)
     sources, retrieval_s = retrieve_timed(text, settings, top_k)
     best = max((s.similarity for s in sources if s.similarity is not None), default=None)
-    if best is None or best < settings.retrieval.min_similarity:
+    if best is None or best < settings.retrieval.min_similarity or (
+        settings.answer.require_names and names_outside_collection(text, settings)
+    ):
         # Nothing in the collection is close: say so without spending a generation.
         yield ABSTAIN_TEXT
         yield Answer(text, ABSTAIN_TEXT, (), tuple(sources), True, "",
@@ -125,6 +127,31 @@ class _Attempt:
                 yield held
                 held = ""
         # A complete abstention stays held: the caller retries or yields the final Answer.
+
+
+_NAME = re.compile(r"(?<![\w-])([A-Za-z][\w\-.]*[A-Za-z0-9])")
+_QUESTION_WORDS = frozenset("What Which Who Whom Whose When Where Why How Does Do Did Is Are Can Could Should Would Will".split())
+
+
+def names_outside_collection(question: str, settings: Settings) -> list[str]:
+    """Names in the question that no stored abstract contains.
+
+    A name is a capitalised word after the first ("Adam", "Google") or a word mixing
+    letters and digits ("MI300", "GPT-4"). All-capital acronyms are not checked:
+    users write "MRI" where an abstract says "MR images". A question about a name the
+    collection never mentions is one the collection does not cover, however close its
+    other words are (the 1.5B model otherwise answers "Adam's successor" questions
+    with whatever optimizer paper was retrieved).
+    """
+    store = get_services(settings).store
+    missing = []
+    for i, word in enumerate(_NAME.findall(question)):
+        word = word.removesuffix("'s").rstrip(".")
+        mixed = any(c.isdigit() for c in word) and any(c.isalpha() for c in word)
+        capitalised = i > 0 and word[:1].isupper() and word[1:].islower() and len(word) > 2
+        if (mixed or capitalised) and word not in _QUESTION_WORDS and not store.contains_text(word.removesuffix("s") if capitalised else word):
+            missing.append(word)
+    return missing
 
 
 def _says_not_covered(raw: str) -> bool:

@@ -139,6 +139,12 @@ class AnswerSettings(_Section):
     attribution_min_similarity: float = Field(
         0.45, description="Cosine similarity an uncited sentence needs to be attributed."
     )
+    require_names: bool = Field(
+        True,
+        description="Abstain without asking the LLM when the question names something "
+        "(a capitalised name such as 'Adam', or a model number such as 'MI300') that no "
+        "stored abstract contains.",
+    )
     retry_similarity: float = Field(
         0.50,
         description="When the model says the collection does not cover the question but a "

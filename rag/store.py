@@ -124,6 +124,11 @@ class Store:
         papers = len(self.collection.get(where={"chunk_index": 0}, include=[])["ids"]) if chunks else 0
         return StoreStats(papers, chunks, self.recorded_embedding_model(), self.location)
 
+    def contains_text(self, term: str) -> bool:
+        """True when some stored chunk contains ``term`` (as written, lower-cased or capitalised)."""
+        variants = dict.fromkeys((term, term.lower(), term.capitalize(), term.upper()))
+        return any(self.collection.get(where_document={"$contains": v}, limit=1, include=[])["ids"] for v in variants)
+
     def titles(self, limit: int = 200) -> list[str]:
         """Titles of up to ``limit`` stored papers, in storage order."""
         rows = self.collection.get(where={"chunk_index": 0}, include=["metadatas"], limit=limit)

@@ -102,3 +102,13 @@ def test_an_abstention_despite_a_close_abstract_is_retried_once(sample_settings:
     scripted.enqueue("The collection does not cover this question.")
     assert ask(QUESTION, settings=no_retry, llm=scripted).abstained
     assert len(scripted.history) == 3
+
+
+def test_a_question_naming_something_the_collection_never_mentions_abstains(sample_settings: Any, scripted: Any) -> None:
+    from rag.answer import names_outside_collection
+
+    answer = ask("What new adaptive optimizer improves on Adam's convergence for transformers?", settings=sample_settings,
+                 llm=scripted)
+    assert answer.abstained and answer.model == "" and scripted.history == []  # no generation spent
+    assert names_outside_collection("What do benchmarks show about the MI300 and WaveMix?", sample_settings) == ["MI300"]
+    assert names_outside_collection("How do Transformers scale, and what is MRI-based GPT-4 use?", sample_settings) == []
