@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import replace
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from rag.citations import MARKER, ResolvedText, attribute, cite_named_papers, is_abstention, resolve_markers
@@ -130,7 +130,10 @@ class _Attempt:
 
 
 _NAME = re.compile(r"(?<![\w-])([A-Za-z][\w\-.]*[A-Za-z0-9])")
-_QUESTION_WORDS = frozenset("What Which Who Whom Whose When Where Why How Does Do Did Is Are Can Could Should Would Will".split())
+_QUESTION_WORDS = frozenset(
+    ("What", "Which", "Who", "Whom", "Whose", "When", "Where", "Why", "How", "Does", "Do", "Did", "Is", "Are", "Can",
+     "Could", "Should", "Would", "Will")
+)
 
 
 def names_outside_collection(question: str, settings: Settings) -> list[str]:
