@@ -60,9 +60,13 @@ class EvalRun:
 
 def eval_settings(base: Settings, name: str, **updates: Any) -> Settings:
     """``base`` with its own data directory for gold set ``name`` (and section updates)."""
-    changed: dict[str, Any] = {"data_dir": base.data_dir / "evals" / name}
+    # The eval's own store, but the model file joined once for the user's data directory.
+    models_dir = base.llm.models_dir or base.data_dir / "models"
+    changed: dict[str, Any] = {"data_dir": base.data_dir / "evals" / name,
+                               "llm": base.llm.model_copy(update={"models_dir": models_dir})}
     for section, values in updates.items():
-        changed[section] = getattr(base, section).model_copy(update=values)
+        current = changed.get(section, getattr(base, section))
+        changed[section] = current.model_copy(update=values)
     return base.model_copy(update=changed)
 
 

@@ -22,6 +22,7 @@ ROWS = [
     ("citation_recall", "citation recall", "{:.3f}"),
     ("citation_validity", "citation validity", "{:.3f}"),
     ("support", "support (judged sentences)", "{:.3f}"),
+    ("judge_agreement", "judge agreement with hand labels", "{:.3f}"),
     ("facts", "answer facts", "{:.3f}"),
     ("abstention", "abstention (out of scope)", "{:.3f}"),
     ("wrong_abstention", "wrong abstention (answerable)", "{:.3f}"),
@@ -103,7 +104,7 @@ def _plot(run: EvalRun, path: Path, title: str) -> None:
     col = 0
     if run.summary:
         keys = [(k, label) for k, label, _ in ROWS if k in run.summary and run.summary[k] is not None
-                and not k.startswith(("seconds", "first_token", "prompt", "questions"))]
+                and not k.startswith(("seconds", "first_token", "prompt", "questions", "judge"))]
         ax = axes[0][col]
         ax.barh([label for _, label in keys][::-1], [run.summary[k] for k, _ in keys][::-1], color="#2563eb")
         ax.set_xlim(0, 1)

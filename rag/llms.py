@@ -147,7 +147,7 @@ def _embedded(settings: Settings) -> BackendLLM:
     conf = settings.llm
     name = conf.embedded_model
     if name in EMBEDDED_MODELS:
-        path = ensure_gguf(EMBEDDED_MODELS[name], settings.data_dir / "models")
+        path = ensure_gguf(EMBEDDED_MODELS[name], conf.models_dir or settings.data_dir / "models")
     elif Path(name).is_file():
         path = Path(name)
     else:

@@ -114,6 +114,9 @@ class LLMSettings(_Section):
         "or a path to any GGUF file.",
     )
     threads: int | None = Field(None, ge=1, description="CPU threads for the embedded model. Unset: all cores.")
+    models_dir: Path | None = Field(
+        None, description="Where the embedded model's parts are joined into one file. Unset: <data_dir>/models."
+    )
     openai_base_url: str | None = Field(
         None, description="Base URL of an OpenAI-compatible server, e.g. http://gpu-box:8000/v1."
     )
