@@ -79,9 +79,10 @@ class RetrievalSettings(_Section):
     dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in the fusion.")
     bm25_weight: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in the fusion.")
     min_similarity: float = Field(
-        0.30,
+        0.36,
         description="Abstain without asking the LLM when no chunk reaches this cosine "
-        "similarity to the question.",
+        "similarity to the question. Calibrated on the bundled gold set: 106 of its 107 "
+        "answerable questions reach 0.43 or more (one 0.38); 6 of its 13 uncovered ones stay under 0.36.",
     )
 
 
