@@ -7,12 +7,16 @@ and whose metadata carries the paper (``paper_id``, ``title``, ``authors``,
 rest is excluded from the embedding and from the prompt.
 
 The BM25 index is rebuilt from Chroma after every ingest that changed something,
-persisted under ``<data_dir>/bm25/<collection>``, and loaded once per process.
+persisted under ``<data_dir>/bm25/<collection>``, and loaded once per process. It
+is also rebuilt when it is missing or holds another number of chunks than Chroma:
+with a Chroma server, other papercite processes (each with its own data directory)
+write to the same collection.
 """
 
 from __future__ import annotations
 
 import shutil
+import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -101,7 +105,7 @@ class Store:
             )
         except Exception as exc:  # chromadb raises many unrelated types here
             hint = (
-                "start it with `chroma run --path DIR --port PORT`, or unset PAPERCITE_STORE__CHROMA_HOST"
+                f"start it with `chroma run --path DIR --port {conf.chroma_port}`, or unset PAPERCITE_STORE__CHROMA_HOST"
                 if conf.chroma_host
                 else "check that the directory is writable, or set PAPERCITE_DATA_DIR elsewhere"
             )
@@ -110,6 +114,7 @@ class Store:
         self._bm25: BM25Retriever | None = None
         self._bm25_stamp: float | None = None
         self._bm25_lock = threading.Lock()
+        self._rebuild_lock = threading.Lock()  # an ingest and a question may both rebuild
 
     # -- what is stored -------------------------------------------------------------
 
@@ -205,38 +210,55 @@ class Store:
         """Rebuild the BM25 index from every stored chunk and persist it atomically."""
         from llama_index.retrievers.bm25 import BM25Retriever
 
-        nodes = list(self.iter_nodes())
-        target = self.bm25_dir
-        if not nodes:
-            shutil.rmtree(target, ignore_errors=True)
-            return
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        retriever = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=self.settings.retrieval.candidates)
-        retriever.persist(str(tmp), show_progress=False)
-        # Swap in the new index so a reader never sees a half-written one.
-        old = target.with_name(target.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if target.exists():
-            target.rename(old)
-        tmp.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
+        with self._rebuild_lock:
+            nodes = list(self.iter_nodes())
+            target = self.bm25_dir
+            if not nodes:
+                shutil.rmtree(target, ignore_errors=True)
+                return
+            target.parent.mkdir(parents=True, exist_ok=True)
+            retriever = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=self.settings.retrieval.candidates)
+            # Unique names: another process on this data directory may be rebuilding too.
+            tmp = Path(tempfile.mkdtemp(prefix=f"{target.name}.tmp-", dir=target.parent))
+            retriever.persist(str(tmp), show_progress=False)
+            # Swap in the new index so a reader never sees a half-written one.
+            old = tmp.with_name(tmp.name.replace(".tmp-", ".old-"))
+            try:
+                target.rename(old)
+            except FileNotFoundError:
+                pass
+            try:
+                tmp.rename(target)
+            except OSError:  # another process swapped in its index, built from the same collection
+                shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True)
 
     def bm25(self) -> BM25Retriever | None:
-        """The persisted BM25 retriever, loaded once and reloaded after an ingest."""
+        """The BM25 retriever, loaded once and reloaded after an ingest.
+
+        Rebuilt from the collection first when this data directory has none, or when its
+        chunk count differs from Chroma's (another process sharing the Chroma server
+        added or removed papers).
+        """
+        with self._bm25_lock:
+            retriever = self._load_bm25()
+            chunks = self.collection.count()
+            if chunks and (retriever is None or int(retriever.bm25.scores["num_docs"]) != chunks):
+                self.rebuild_bm25()
+                retriever = self._load_bm25()
+            return retriever
+
+    def _load_bm25(self) -> BM25Retriever | None:
+        """The persisted index, read again only when it changed on disk (caller holds the lock)."""
         from llama_index.retrievers.bm25 import BM25Retriever
 
-        with self._bm25_lock:
-            try:
-                stamp = self.bm25_dir.stat().st_mtime
-            except FileNotFoundError:
-                self._bm25, self._bm25_stamp = None, None
-                return None
-            if self._bm25 is None or stamp != self._bm25_stamp:
-                retriever = BM25Retriever.from_persist_dir(str(self.bm25_dir))
-                retriever.similarity_top_k = min(
-                    self.settings.retrieval.candidates, int(retriever.bm25.scores["num_docs"])
-                )
-                self._bm25, self._bm25_stamp = retriever, stamp
-            return self._bm25
+        try:
+            stamp = self.bm25_dir.stat().st_mtime
+        except FileNotFoundError:
+            self._bm25, self._bm25_stamp = None, None
+            return None
+        if self._bm25 is None or stamp != self._bm25_stamp:
+            retriever = BM25Retriever.from_persist_dir(str(self.bm25_dir))
+            retriever.similarity_top_k = min(self.settings.retrieval.candidates, int(retriever.bm25.scores["num_docs"]))
+            self._bm25, self._bm25_stamp = retriever, stamp
+        return self._bm25
