@@ -6,8 +6,9 @@ and sha256 before anything loads them. ``EmbeddedLLM`` is a llama-index ``Custom
 so the rest of papercite treats it like any other backend.
 
 llama.cpp runs one generation at a time here (two would halve each other's speed on
-a laptop's cores), so generations are serialised by a lock per loaded model: callers
-wait in arrival order.
+a laptop's cores), so generations are serialised per loaded model by a first-come,
+first-served lock: callers wait in the order they asked (a plain lock wakes waiters in
+any order, and a question could wait behind ones asked after it).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import queue
 import secrets
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,7 @@ from llama_index.core.llms.custom import CustomLLM
 
 from rag.errors import LLMUnavailable
 
-__all__ = ["EMBEDDED_MODELS", "EmbeddedLLM", "GGUFSpec", "ensure_gguf"]
+__all__ = ["EMBEDDED_MODELS", "EmbeddedLLM", "FifoLock", "GGUFSpec", "ensure_gguf"]
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,41 @@ def ensure_gguf(spec: GGUFSpec, models_dir: Path) -> Path:
         return target
 
 
+class FifoLock:
+    """A lock granted in the order it was asked for: take a ticket, then wait for its turn."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._issued = 0
+        self._serving = 0
+
+    def ticket(self) -> int:
+        """A place in the line; every ticket must be used once with :meth:`turn`."""
+        with self._cond:
+            self._issued += 1
+            return self._issued - 1
+
+    @contextmanager
+    def turn(self, ticket: int) -> Iterator[None]:
+        """Hold the lock once every earlier ticket has been served."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._serving == ticket)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._serving += 1
+                self._cond.notify_all()
+
+    def __enter__(self) -> None:
+        held = self.turn(self.ticket())
+        held.__enter__()
+        self._held = held  # set only once held, so a waiter never overwrites the holder's
+
+    def __exit__(self, *exc: object) -> None:
+        self._held.__exit__(None, None, None)
+
+
 class _LoadedModel:
     """One llama.cpp server in this process, and the lock that serialises its use."""
 
@@ -154,7 +191,7 @@ class _LoadedModel:
         params.api_keys = [self.api_key]
         self.server = xllamacpp.Server(params)
         self.url = str(self.server.listening_address)
-        self.lock = threading.Lock()
+        self.lock = FifoLock()
 
 
 _LOADED: dict[tuple[str, int, int], _LoadedModel] = {}
@@ -258,13 +295,14 @@ class EmbeddedLLM(CustomLLM):
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
         """Answer piece by piece as llama.cpp produces tokens."""
         request = self._request(messages, True, **kwargs)
+        ticket = self._model.lock.ticket()  # the caller's place in line, taken now, not when the thread runs
         pieces: queue.Queue[dict[str, Any] | BaseException | None] = queue.Queue()
 
         def run() -> None:
             # handle_chat_completions blocks until the reply is complete, calling back
             # per token; a thread turns the callbacks into a generator.
             try:
-                with self._model.lock:
+                with self._model.lock.turn(ticket):
                     self._model.server.handle_chat_completions(request, pieces.put)
             except BaseException as exc:  # handed to the consumer, raised there
                 pieces.put(exc)

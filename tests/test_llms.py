@@ -65,3 +65,32 @@ def test_llm_choices_offer_what_can_answer_configured_first() -> None:
 
     remote = llm_choices(_with_llm(Settings(), backend="openai", openai_base_url="http://gpu:8000/v1", ollama_host=dead))
     assert list(remote)[0] == "openai:default"
+
+
+def test_fifo_lock_serves_waiters_in_the_order_they_asked() -> None:
+    import threading
+    import time
+
+    from rag.embedded import FifoLock
+
+    lock, served = FifoLock(), []
+    first = lock.ticket()
+    tickets = [lock.ticket() for _ in range(8)]
+
+    def wait(ticket: int) -> None:
+        with lock.turn(ticket):
+            served.append(ticket)
+
+    threads = [threading.Thread(target=wait, args=(t,)) for t in reversed(tickets)]  # started last-first
+    for t in threads:
+        t.start()
+    time.sleep(0.05)
+    assert served == []  # all wait behind the first ticket
+    with lock.turn(first):
+        pass
+    for t in threads:
+        t.join(timeout=5)
+    assert served == tickets
+    with lock:  # the plain context-manager form takes the next ticket
+        served.append(-1)
+    assert served[-1] == -1
