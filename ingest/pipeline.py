@@ -15,18 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ingest.papers import Paper, Problem
+from ingest.readers import read_papers
 from rag.services import get_services
 from rag.settings import Settings
 from rag.store import CHUNK_METADATA_HIDDEN
-
-from ingest.papers import Paper, Problem
-from ingest.readers import read_papers
 
 if TYPE_CHECKING:
     from llama_index.core.node_parser import SentenceSplitter
     from llama_index.core.schema import TextNode
 
-__all__ = ["IngestReport", "Progress", "ingest_papers", "ingest_path"]
+__all__ = ["IngestReport", "Progress", "chunk_papers", "ingest_papers", "ingest_path"]
 
 # Called with (chunks done, chunks total) as batches are written.
 Progress = Callable[[int, int], None]
@@ -124,7 +123,7 @@ def ingest_papers(
             to_write.append(paper)
 
     if to_write:
-        nodes, problems = _chunk(to_write, _splitter(services.embed_model, settings))
+        nodes, problems = chunk_papers(to_write, settings)
         report.skipped.extend(problems)
         failed = {p.location for p in problems}
         report.added = [pid for pid in report.added if unique[pid].origin not in failed]
@@ -137,6 +136,11 @@ def ingest_papers(
         store.rebuild_bm25()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def chunk_papers(papers: Iterable[Paper], settings: Settings) -> tuple[list[TextNode], list[Problem]]:
+    """Split papers into the chunks ingest embeds (title included), and the papers that cannot be split."""
+    return _chunk(papers, _splitter(get_services(settings).embed_model, settings))
 
 
 def _splitter(embed_model: object, settings: Settings) -> SentenceSplitter:
@@ -193,11 +197,17 @@ def _embed_and_store(nodes: list[TextNode], services: object, settings: Settings
     embed_model = services.embed_model  # type: ignore[attr-defined]
     store = services.store  # type: ignore[attr-defined]
     batch = settings.store.batch_size
+    texts = {n.id_: n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes}
+    # Longest first, across the whole ingest: each forward pass then holds texts of one
+    # length, so little of the encoder's work goes to padding. A paper's chunks may land
+    # in different batches; a crash between them leaves the paper incomplete, and the
+    # next ingest writes it again whole.
+    ordered = sorted(nodes, key=lambda n: len(texts[n.id_]), reverse=True)
     done = 0
     progress(0, len(nodes))
-    for start in range(0, len(nodes), batch):
-        part = nodes[start : start + batch]
-        vectors = embed_model.get_text_embedding_batch([n.get_content(metadata_mode=MetadataMode.EMBED) for n in part])
+    for start in range(0, len(ordered), batch):
+        part = ordered[start : start + batch]
+        vectors = embed_model.get_text_embedding_batch([texts[n.id_] for n in part])
         for node, vector in zip(part, vectors):
             node.embedding = vector
         store.add_nodes(part)

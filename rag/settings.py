@@ -59,6 +59,12 @@ class EmbeddingSettings(_Section):
         "nothing is downloaded at run time.",
     )
     batch_size: int = Field(32, ge=1, description="Texts per forward pass of the encoder.")
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="Number format of the encoder on the CPU. auto: bfloat16 where the CPU "
+        "computes it natively (AVX-512 BF16 or AMX; about 3x faster, cosine 0.9999 to float32), "
+        "else float32 (bfloat16 without hardware support is slower than float32).",
+    )
     chunk_size: int = Field(
         200,
         ge=32,
@@ -74,6 +80,13 @@ class RetrievalSettings(_Section):
 
     top_papers: int = Field(5, ge=1, le=50, description="Papers whose text goes into the prompt.")
     chunks_per_paper: int = Field(1, ge=1, description="Best chunks of each paper sent to the LLM.")
+    passage_budget: int = Field(
+        0,
+        ge=0,
+        description="Word pieces of passage text sent to the LLM in all: each paper keeps its "
+        "sentence most similar to the question, the rest goes to the most similar sentences "
+        "of any paper. A shorter prompt is a faster answer on a CPU. 0 sends whole chunks.",
+    )
     candidates: int = Field(40, ge=1, description="Chunks each retriever returns before fusion.")
     rrf_k: int = Field(60, ge=1, description="The k of reciprocal rank fusion, 1/(k + rank).")
     dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in the fusion.")

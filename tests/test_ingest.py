@@ -106,3 +106,27 @@ def test_a_store_built_with_another_embedding_model_is_refused(tmp_path: Path) -
     with pytest.raises(StoreError, match="re-ingest"):
         ingest_path(_write(tmp_path / "q.jsonl", PAPERS[1:2]), settings=settings, progress=False)
     assert get_services(settings).store.stats().papers == 1  # nothing stored was lost
+
+
+def test_encoder_precision_follows_the_cpu_not_this_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from rag.embedding import cpu_has_native_bf16, encoder_dtype
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    assert not cpu_has_native_bf16() and encoder_dtype("auto") == "float32"  # a CPU without bf16 stays in fp32
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    assert encoder_dtype("auto") == "bfloat16"
+    assert encoder_dtype("float32") == "float32"  # an explicit setting wins
+
+
+def test_bfloat16_and_float32_encoders_agree(tmp_path: Path) -> None:
+    from rag.embedding import load_embed_model
+    from rag.settings import EmbeddingSettings
+
+    texts = ["A 2D wavelet transform mixes image tokens.", "Gradient noise helps train very deep networks."]
+    fp32 = load_embed_model(EmbeddingSettings(precision="float32")).get_text_embedding_batch(texts)
+    bf16 = load_embed_model(EmbeddingSettings(precision="bfloat16")).get_text_embedding_batch(texts)
+    for a, b in zip(fp32, bf16):
+        assert sum(x * y for x, y in zip(a, b)) > 0.99  # unit vectors: the dot product is the cosine
