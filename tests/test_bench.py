@@ -1,0 +1,60 @@
+"""The bench commands run and print their tables (the figures themselves are never asserted: tests do not time)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from ui.cli import cli
+
+
+def _corpus(tmp_path: Path, n: int) -> Path:
+    from ingest import sample_corpus
+    from ingest.readers import read_papers
+
+    path = tmp_path / "scale.jsonl.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        for paper in read_papers(sample_corpus()).papers[:n]:
+            f.write(json.dumps({"title": paper.title, "abstract": paper.abstract}) + "\n")
+    return path
+
+
+def test_bench_ingest_prints_every_case_against_the_bound_and_the_plain_pipeline(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["bench", "ingest", "--corpus", str(_corpus(tmp_path, 12)), "--sizes", "10",
+                                      "--repeats", "1", "--cases", "papercite,plain,encoder-float32"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split("|")[1].strip(): line for line in result.stdout.splitlines() if line.startswith("| ")}
+    assert {"papercite", "plain", "encoder-float32"} <= set(rows)
+    assert rows["plain"].split("|")[2].strip() == "10"  # the same 10 abstracts in every case
+    assert rows["papercite"].split("|")[3].strip() == rows["encoder-float32"].split("|")[3].strip()  # same chunks
+    assert rows["plain"].split("|")[7].strip().endswith("x")  # papercite's ratio to it
+
+
+def test_bench_ingest_names_a_missing_corpus(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["bench", "ingest", "--corpus", str(tmp_path / "nope.jsonl.gz")])
+    assert result.exit_code == 3 and "nope.jsonl.gz" in result.stderr
+
+
+def test_bench_retrieve_times_the_sample_and_a_scale_store(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["bench", "retrieve", "--corpus", str(_corpus(tmp_path, 30)), "--repeats", "1"])
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.stdout.splitlines() if line.startswith(("| sample", "| scale"))]
+    assert [r.split("|")[2].strip() for r in rows] == ["84", "30"]
+
+
+def test_grown_store_reaches_its_size_with_distinct_papers_and_a_matching_bm25(tmp_path: Path) -> None:
+    from evals.bench import grow_store, scale_settings
+    from rag.retrieve import retrieve
+    from rag.services import get_services
+    from rag.settings import Settings
+
+    base = scale_settings(Settings(data_dir=tmp_path / "data"), _corpus(tmp_path, 20), echo=lambda _m: None)
+    grown = grow_store(base, 150, echo=lambda _m: None)
+    store = get_services(grown).store
+    assert store.collection.count() == 150
+    assert store.stats().papers > 20  # copies are papers of their own
+    assert store.bm25() is not None and int(store.bm25().bm25.scores["num_docs"]) == 150
+    assert retrieve("wavelet transform for image tokens", settings=grown)
