@@ -12,7 +12,7 @@ from rag.citations import MARKER, ResolvedText, attribute, cite_named_papers, is
 from rag.errors import BadInput, EmptyQuestion
 from rag.llms import BackendLLM, stream_chat
 from rag.prompt import ABSTAIN_TEXT, build_messages
-from rag.retrieve import retrieve_timed
+from rag.retrieve import focus_passages, retrieve_timed
 from rag.services import get_services
 from rag.settings import Settings
 from rag.types import Answer, Source, Timings
@@ -86,6 +86,8 @@ def ask_stream(
         return
 
     services = get_services(settings)
+    if settings.retrieval.passage_budget:
+        sources = focus_passages(text, sources, services.embed_model, settings.retrieval.passage_budget)
     backend = services.backend if llm is None else BackendLLM(llm, f"custom:{llm.metadata.model_name}", "the given LLM", "check the LLM passed to ask()")
     attempt = _Attempt(started)
     yield from attempt.run(backend, build_messages(text, sources))

@@ -171,8 +171,10 @@ def test_bm25_follows_papers_another_process_adds(chroma_server: ChromaServer, t
 
 
 @pytest.mark.llm
-def test_embedded_answer_from_the_server_cites_the_expected_paper(server_store: Settings) -> None:
-    settings = server_store.model_copy(update={"llm": server_store.llm.model_copy(update={"backend": "embedded"})})
+def test_embedded_answer_from_the_server_cites_the_expected_paper(server_store: Settings, sample_store: Path) -> None:
+    # The model file the other LLM tests joined, rather than 1.1 GB joined again.
+    llm = server_store.llm.model_copy(update={"backend": "embedded", "models_dir": sample_store / "models"})
+    settings = server_store.model_copy(update={"llm": llm})
     answer = ask(QUESTION, settings=settings)
     assert not answer.abstained, answer.text
     assert TITLE in answer.cited_titles(), (answer.text, answer.cited_titles())
