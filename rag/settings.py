@@ -62,8 +62,8 @@ class EmbeddingSettings(_Section):
     precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto",
         description="Number format of the encoder on the CPU. auto: bfloat16 where the CPU "
-        "computes it natively (AVX-512 BF16 or AMX; about 3x faster, cosine 0.9999 to float32), "
-        "else float32 (bfloat16 without hardware support is slower than float32).",
+        "computes it natively (AVX-512 BF16 or AMX: faster, with vectors at cosine > 0.99 to "
+        "float32's), else float32 (emulated bfloat16 is slower than float32).",
     )
     chunk_size: int = Field(
         200,
@@ -83,9 +83,10 @@ class RetrievalSettings(_Section):
     passage_budget: int = Field(
         0,
         ge=0,
-        description="Word pieces of passage text sent to the LLM in all: each paper keeps its "
-        "sentence most similar to the question, the rest goes to the most similar sentences "
-        "of any paper. A shorter prompt is a faster answer on a CPU. 0 sends whole chunks.",
+        description="0 (default) sends each paper's best chunk whole. N > 0 cuts the papers "
+        "more than 0.10 cosine below the best one to their sentences most similar to the "
+        "question, N word pieces in all: a shorter prompt and a faster answer on a CPU, but "
+        "on the bundled eval (N=120) citation precision fell from 0.874 to 0.788.",
     )
     candidates: int = Field(40, ge=1, description="Chunks each retriever returns before fusion.")
     rrf_k: int = Field(60, ge=1, description="The k of reciprocal rank fusion, 1/(k + rank).")
