@@ -283,13 +283,13 @@ def bench_answer_command(limit: int, askers: str, backend: str) -> None:
                f"heavy modules imported: {', '.join(cold['heavy']) or 'none'}")
     counts = [int(n) for n in askers.split(",") if n.strip()]
     if counts:
-        click.echo("\n| concurrent askers | completed | in order | seconds | answers per minute |\n"
-                   "| ---: | ---: | --- | ---: | ---: |")
+        click.echo("\n| concurrent askers | completed | reached the model | served in order | seconds | answers per minute |\n"
+                   "| ---: | ---: | ---: | --- | ---: | ---: |")
         offset = 1
         for n in counts:  # fresh questions for each run, so no answer comes from the previous prompt's cache
             c = bench_concurrency(settings, (answerable * n)[offset : offset + n], n)
             offset += n
-            click.echo(f"| {n} | {c['completed']}/{n} | {'yes' if c['in_order'] else 'no'} | {c['seconds']:.1f} | "
+            click.echo(f"| {n} | {c['completed']}/{n} | {c['generated']} | {'yes' if c['in_order'] else 'no'} | {c['seconds']:.1f} | "
                        f"{c['per_minute']:.1f} |" + (f" errors: {c['errors']}" if c["errors"] else ""))
 
 
