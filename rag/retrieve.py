@@ -131,13 +131,13 @@ def retrieve_timed(question: str, settings: Settings, top_k: int | None = None) 
     """Like :func:`retrieve`, also returning the seconds it took."""
     started = time.perf_counter()
     services = get_services(settings)
-    if services.store.collection.count() == 0:
+    conf = settings.retrieval
+    chunks = build_retriever(services).retrieve(question)
+    if not chunks and services.store.collection.count() == 0:  # counted only then: it costs ms on a large store
         raise IndexEmpty(
             f"The collection at {services.store.location} is empty: run "
             "`papercite ingest --sample` for the bundled papers, or `papercite ingest FILE`."
         )
-    conf = settings.retrieval
-    chunks = build_retriever(services).retrieve(question)
     sources = group_by_paper(chunks, top_k or conf.top_papers, conf.chunks_per_paper)
     return sources, time.perf_counter() - started
 

@@ -15,9 +15,11 @@ write to the same collection.
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +48,7 @@ CHUNK_METADATA_HIDDEN = [
     "n_chunks",
 ]
 _PAGE = 2000  # rows per Chroma get(); keeps memory flat on large stores
+_RECOUNT_SECONDS = 5.0  # how stale bm25()'s view of Chroma's chunk count may be
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,7 @@ class Store:
         self.vector_store: ChromaVectorStore = ChromaVectorStore(chroma_collection=self.collection)
         self._bm25: BM25Retriever | None = None
         self._bm25_stamp: float | None = None
+        self._counted_at = -math.inf
         self._bm25_lock = threading.Lock()
         self._rebuild_lock = threading.Lock()  # an ingest and a question may both rebuild
 
@@ -237,12 +241,16 @@ class Store:
         """The BM25 retriever, loaded once and reloaded after an ingest.
 
         Rebuilt from the collection first when this data directory has none, or when its
-        chunk count differs from Chroma's (another process sharing the Chroma server
-        added or removed papers).
+        chunk count differs from Chroma's (an ingest was interrupted before its rebuild, or
+        another process sharing the Chroma server added or removed papers). Chroma is
+        counted at most every few seconds: a count costs milliseconds on a large store.
         """
         with self._bm25_lock:
             retriever = self._load_bm25()
+            if retriever is not None and time.monotonic() - self._counted_at < _RECOUNT_SECONDS:
+                return retriever
             chunks = self.collection.count()
+            self._counted_at = time.monotonic()
             if chunks and (retriever is None or int(retriever.bm25.scores["num_docs"]) != chunks):
                 self.rebuild_bm25()
                 retriever = self._load_bm25()

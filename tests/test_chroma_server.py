@@ -141,10 +141,15 @@ def test_a_second_process_with_its_own_data_dir_builds_bm25_from_the_server(
     assert bm25 is not None and len(bm25.corpus) == store.collection.count()
 
 
-def test_bm25_follows_papers_another_process_adds(chroma_server: ChromaServer, tmp_path: Path) -> None:
+def test_bm25_follows_papers_another_process_adds(
+    chroma_server: ChromaServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import json
 
+    import rag.store
     from ingest import ingest_path
+
+    monkeypatch.setattr(rag.store, "_RECOUNT_SECONDS", 0.0)  # recount at once rather than within 5 s
 
     def settings(name: str) -> Settings:  # a collection of its own, so the sample's stays as it is
         base = chroma_server.settings(tmp_path / name)
