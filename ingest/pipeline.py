@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ingest.papers import Paper, Problem
 from ingest.readers import read_papers
+from rag.errors import StoreBusy
 from rag.services import get_services
 from rag.settings import Settings
 from rag.store import CHUNK_METADATA_HIDDEN
@@ -109,33 +111,56 @@ def ingest_papers(
             report.skipped.append(Problem(paper.origin or source, f"same paper as {unique[paper.id].origin or 'an earlier record'}"))
         else:
             unique[paper.id] = paper
-    states = store.paper_states(unique)
-    to_write: list[Paper] = []
-    for pid, paper in unique.items():
-        state = states.get(pid)
-        if state is None:
-            report.added.append(pid)
-            to_write.append(paper)
-        elif state.content_hash == paper.content_hash() and state.complete:
-            report.unchanged.append(pid)
-        else:
-            report.updated.append(pid)
-            to_write.append(paper)
+    with _one_writer(settings, store.location):
+        states = store.paper_states(unique)
+        to_write: list[Paper] = []
+        for pid, paper in unique.items():
+            state = states.get(pid)
+            if state is None:
+                report.added.append(pid)
+                to_write.append(paper)
+            elif state.content_hash == paper.content_hash() and state.complete:
+                report.unchanged.append(pid)
+            else:
+                report.updated.append(pid)
+                to_write.append(paper)
 
-    if to_write:
-        nodes, problems = chunk_papers(to_write, settings)
-        report.skipped.extend(problems)
-        failed = {p.location for p in problems}
-        report.added = [pid for pid in report.added if unique[pid].origin not in failed]
-        report.updated = [pid for pid in report.updated if unique[pid].origin not in failed]
-        store.record_embedding_model(settings.embedding.model)
-        # Old chunks of changed or half-written papers go first, so none is left orphaned.
-        store.delete_papers(report.updated)
-        report.chunks_written = _embed_and_store(nodes, services, settings, _progress_callback(progress, len(nodes)))
-    if to_write or (store.collection.count() and store.bm25() is None):
-        store.rebuild_bm25()
+        if to_write:
+            nodes, problems = chunk_papers(to_write, settings)
+            report.skipped.extend(problems)
+            failed = {p.location for p in problems}
+            report.added = [pid for pid in report.added if unique[pid].origin not in failed]
+            report.updated = [pid for pid in report.updated if unique[pid].origin not in failed]
+            store.record_embedding_model(settings.embedding.model)
+            # Old chunks of changed or half-written papers go first, so none is left orphaned.
+            store.delete_papers(report.updated)
+            report.chunks_written = _embed_and_store(nodes, services, settings, _progress_callback(progress, len(nodes)))
+        if to_write or (store.collection.count() and store.bm25() is None):
+            store.rebuild_bm25()
     report.seconds = time.perf_counter() - started
     return report
+
+
+@contextmanager
+def _one_writer(settings: Settings, location: str) -> Iterator[None]:
+    """Hold the data directory's ingest lock, or refuse at once when another ingest holds it.
+
+    Two ingests interleaving deletes and writes of the same papers could leave either
+    one's chunks half replaced; refusing is clearer than an unexplained wait.
+    """
+    from filelock import FileLock, Timeout
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(settings.data_dir / "ingest.lock", timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise StoreBusy(f"Another ingest is writing to the store at {location}: wait for it to finish, "
+                        "then run this again (nothing was written).") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def chunk_papers(papers: Iterable[Paper], settings: Settings) -> tuple[list[TextNode], list[Problem]]:

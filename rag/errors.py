@@ -10,6 +10,7 @@ for them.
     │   └── EmptyQuestion   the question is empty or only whitespace
     ├── IndexEmpty          nothing has been ingested into the store yet
     ├── StoreError          the store cannot be opened or is inconsistent
+    │   └── StoreBusy       another ingest is writing to the same data directory
     └── LLMUnavailable      the configured LLM backend cannot answer
 """
 
@@ -21,6 +22,7 @@ __all__ = [
     "IndexEmpty",
     "LLMUnavailable",
     "PaperciteError",
+    "StoreBusy",
     "StoreError",
 ]
 
@@ -43,6 +45,10 @@ class IndexEmpty(PaperciteError):
 
 class StoreError(PaperciteError):
     """The store cannot be opened, or what it holds does not match the settings."""
+
+
+class StoreBusy(StoreError):
+    """Another ingest is writing to the same data directory."""
 
 
 class LLMUnavailable(PaperciteError):

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from llama_index.retrievers.bm25 import BM25Retriever
     from llama_index.vector_stores.chroma import ChromaVectorStore
 
-__all__ = ["CHUNK_METADATA_HIDDEN", "PaperState", "Store", "StoreStats"]
+__all__ = ["CHUNK_METADATA_HIDDEN", "PaperState", "Store", "StoreCheck", "StoreStats"]
 
 # Metadata every chunk carries but neither the embedding nor the LLM should see.
 CHUNK_METADATA_HIDDEN = [
@@ -73,6 +73,30 @@ class PaperState:
     def complete(self) -> bool:
         """True when every chunk the paper was split into is present."""
         return self.chunks_found == self.chunks_expected
+
+
+@dataclass(frozen=True)
+class StoreCheck:
+    """What ``Store.verify`` found: counts, and one line per kind of problem (none when sound).
+
+    Attributes:
+        papers: distinct papers among the stored chunks.
+        chunks: chunks in Chroma.
+        incomplete: ids of papers missing a chunk or holding chunks of two versions.
+        origins: the files those papers came from (re-ingesting them completes them).
+        problems: one readable line per kind of problem, each with its fix.
+    """
+
+    papers: int
+    chunks: int
+    incomplete: tuple[str, ...]
+    origins: tuple[str, ...]
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is wrong."""
+        return not self.problems
 
 
 class Store:
@@ -183,6 +207,54 @@ class Store:
             content_hash = hashes.pop() if len(hashes) == 1 else ""
             states[pid] = PaperState(str(content_hash), expected, len(metas))
         return states
+
+    def verify(self, configured_model: str) -> StoreCheck:
+        """Check that every paper has all its chunks, every chunk names its paper, the BM25
+        index holds exactly Chroma's chunks, and the vectors come from ``configured_model``.
+
+        Reads only; fixes nothing (each problem line says how to fix it).
+        """
+        by_paper: dict[str, list[dict[str, Any]]] = {}
+        stray, offset, chunk_ids = 0, 0, set()
+        while (rows := self.collection.get(limit=_PAGE, offset=offset, include=["metadatas"]))["ids"]:
+            for chunk_id, meta in zip(rows["ids"], rows["metadatas"] or []):
+                chunk_ids.add(chunk_id)
+                meta = dict(meta or {})
+                if not meta.get("paper_id") or not meta.get("title") or "chunk_index" not in meta:
+                    stray += 1
+                else:
+                    by_paper.setdefault(str(meta["paper_id"]), []).append(meta)
+            offset += len(rows["ids"])
+        incomplete, origins = [], set()
+        for pid, metas in by_paper.items():
+            expected = {int(m.get("n_chunks") or 0) for m in metas}
+            indices = sorted(int(m["chunk_index"]) for m in metas)
+            hashes = {m.get("content_hash") for m in metas}
+            if len(expected) != 1 or len(hashes) != 1 or indices != list(range(expected.pop())):
+                incomplete.append(pid)
+                origins.update(str(m["origin"]).rsplit(":", 1)[0] for m in metas if m.get("origin"))
+        problems = []
+        if incomplete:
+            files = ", ".join(sorted(origins)) or "their source files"
+            problems.append(f"{len(incomplete)} paper(s) lack chunks or mix two versions (an ingest was "
+                            f"interrupted): run `papercite ingest` again on {files}.")
+        if stray:
+            problems.append(f"{stray} chunk(s) name no paper, title or chunk number: they were not written by "
+                            "papercite; re-ingest into a new PAPERCITE_DATA_DIR.")
+        with self._bm25_lock:
+            retriever = self._load_bm25()
+        indexed = {str(d.get("node_id")) for d in retriever.corpus} if retriever is not None else set()
+        if indexed != chunk_ids:
+            problems.append(f"The BM25 index holds {len(indexed - chunk_ids)} chunk(s) Chroma lacks and lacks "
+                            f"{len(chunk_ids - indexed)} it holds: it is rebuilt by the next question or "
+                            "`papercite ingest` (nothing is lost).")
+        recorded = self.recorded_embedding_model()
+        if chunk_ids and recorded != configured_model:
+            problems.append(f"The vectors were made with embedding model {recorded!r} but {configured_model!r} "
+                            f"is configured: set PAPERCITE_EMBEDDING__MODEL={recorded} or re-ingest into a new "
+                            "PAPERCITE_DATA_DIR.")
+        return StoreCheck(len(by_paper), len(chunk_ids), tuple(sorted(incomplete)), tuple(sorted(origins)),
+                          tuple(problems))
 
     def delete_papers(self, paper_ids: Iterable[str]) -> None:
         """Remove every chunk of the given papers."""

@@ -26,8 +26,8 @@ EXIT_CODES: dict[type[PaperciteError], int] = {
 }
 EXIT_HELP = """Exit codes: 0 success; 1 unexpected failure; 2 wrong command-line usage;
 3 bad input (empty question, unreadable file, invalid setting); 4 the collection is
-empty; 5 the LLM backend cannot answer; 6 the store cannot be opened or does not match
-the settings; 7 `eval --gate` found a metric below its threshold."""
+empty; 5 the LLM backend cannot answer; 6 the store cannot be opened, is busy with
+another ingest, does not match the settings, or `check` found a problem; 7 `eval --gate` found a metric below its threshold."""
 
 
 def _quiet_libraries() -> None:
@@ -121,6 +121,22 @@ def stats() -> None:
 
     s = get_services(_settings()).store.stats()
     click.echo(f"papers: {s.papers}\nchunks: {s.chunks}\nembedding model: {s.embedding_model or '-'}\nstore: {s.location}")
+
+
+@cli.command()
+def check() -> None:
+    """Verify the store: every paper has its chunks, BM25 matches Chroma, same embedding model."""
+    from rag.services import get_services
+
+    settings = _settings()
+    store = get_services(settings).store
+    result = store.verify(settings.embedding.model)
+    click.echo(f"papers: {result.papers}\nchunks: {result.chunks}\nstore: {store.location}")
+    for line in result.problems:
+        click.echo(f"problem: {line}")
+    if not result.ok:
+        raise StoreError(f"{len(result.problems)} problem(s) in the store at {store.location}; each line above says how to fix it.")
+    click.echo("ok: every paper has all its chunks, BM25 matches, and the embedding model is the configured one.")
 
 
 @cli.command()
