@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -9,11 +10,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from rag.citations import MARKER, ResolvedText, attribute, cite_named_papers, is_abstention, resolve_markers
-from rag.errors import BadInput, EmptyQuestion
+from rag.errors import BadInput, EmptyQuestion, LLMUnavailable
 from rag.llms import BackendLLM, stream_chat
 from rag.prompt import ABSTAIN_TEXT, build_messages
 from rag.retrieve import focus_passages, retrieve_timed
-from rag.services import get_services
+from rag.services import Services, get_services
 from rag.settings import Settings
 from rag.types import Answer, Source, Timings
 
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from llama_index.core.llms import LLM
 
 __all__ = ["MAX_QUESTION_CHARS", "ask", "ask_stream", "clean_question", "names_outside_collection"]
+
+log = logging.getLogger(__name__)
 
 MAX_QUESTION_CHARS = 2000
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -89,35 +92,53 @@ def ask_stream(
     if settings.retrieval.passage_budget:
         sources = focus_passages(text, sources, services.embed_model, settings.retrieval.passage_budget)
     backend = services.backend if llm is None else BackendLLM(llm, f"custom:{llm.metadata.model_name}", "the given LLM", "check the LLM passed to ask()")
-    attempt = _Attempt(started)
-    yield from attempt.run(backend, build_messages(text, sources))
+    attempt = _Attempt(started, backend, may_fall_back=llm is None and settings.llm.backend == "auto")
+    yield from attempt.run(build_messages(text, sources), services)
     if best >= settings.answer.retry_similarity and _says_not_covered(attempt.raw):
         # Small models abstain when an abstract plainly answers; a chunk this close
         # means the question is likely covered, so ask once more without the way out.
         attempt.raw = ""
-        yield from attempt.run(backend, build_messages(text, sources, insist=True))
-    yield finish_answer(
-        text, attempt.raw, sources, settings, backend.label,
+        yield from attempt.run(build_messages(text, sources, insist=True), services)
+    answer = finish_answer(
+        text, attempt.raw, sources, settings, attempt.backend.label,
         Timings(retrieval_s, attempt.first_token, time.perf_counter() - started), attempt.prompt_tokens,
     )
+    yield replace(answer, notice=attempt.notice)
 
 
 class _Attempt:
     """One streamed generation: yields pieces, keeps the raw text, first-token time and prompt size.
 
     Pieces that could be the start of the abstention sentence are held back until
-    it is clear they are not, so a retried abstention never flashes on a page.
+    it is clear they are not, so a retried abstention never flashes on a page. In
+    ``auto`` mode, when Ollama fails (down, timed out, garbled or cut off), the
+    generation starts again on the embedded model and ``notice`` says so.
     """
 
-    def __init__(self, started: float) -> None:
+    def __init__(self, started: float, backend: BackendLLM, *, may_fall_back: bool) -> None:
         self.started = started
+        self.backend = backend
+        self.may_fall_back = may_fall_back and backend.label.startswith("ollama:")
+        self.notice = ""
         self.raw = ""
         self.first_token: float | None = None
         self.prompt_tokens: int | None = None
 
-    def run(self, backend: BackendLLM, messages: list) -> Iterator[str]:
+    def run(self, messages: list, services: Services) -> Iterator[str]:
+        try:
+            yield from self._stream(messages)
+        except LLMUnavailable as exc:
+            if not self.may_fall_back:
+                raise
+            self.backend, self.may_fall_back = services.embedded_backend, False
+            self.notice = f"{exc} The embedded model answered instead."
+            log.warning("%s", self.notice)
+            self.raw = ""
+            yield from self._stream(messages)
+
+    def _stream(self, messages: list) -> Iterator[str]:
         held = ""
-        for response in stream_chat(backend, messages):
+        for response in stream_chat(self.backend, messages):
             self.prompt_tokens = response.additional_kwargs.get("prompt_tokens") or self.prompt_tokens
             if not response.delta:
                 continue

@@ -58,6 +58,15 @@ class Services:
             return build_llm(self.settings)
 
 
+    @cached_property
+    def embedded_backend(self) -> BackendLLM:
+        """The embedded model, which ``auto`` mode falls back to when Ollama fails mid-answer."""
+        from rag.llms import build_llm
+
+        with self._lock:
+            return build_llm(self.settings.model_copy(update={"llm": self.settings.llm.model_copy(update={"backend": "embedded"})}))
+
+
 _SERVICES: dict[str, Services] = {}
 _STORES: dict[str, Store] = {}
 _SERVICES_LOCK = threading.Lock()

@@ -80,6 +80,8 @@ class Answer:
         dropped_markers: ``[n]`` markers the model wrote that point outside
             ``sources``; they were removed from ``text``.
         prompt_tokens: tokens in the prompt, when the backend reports them.
+        notice: what the reader should know about how the answer was made; set when
+            Ollama failed in ``auto`` mode and the embedded model answered instead.
     """
 
     question: str
@@ -91,6 +93,7 @@ class Answer:
     timings: Timings = field(default_factory=Timings)
     dropped_markers: int = 0
     prompt_tokens: int | None = None
+    notice: str = ""
 
     def cited_titles(self) -> list[str]:
         """Titles of the cited papers, in citation order."""

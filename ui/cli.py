@@ -111,6 +111,8 @@ def ask(question: str, as_json: bool, top_k: int | None, backend: str | None) ->
         for s in answer.sources[:3]:
             click.echo(f"  - {s.title}")
     model = answer.model or "no model: nothing relevant was retrieved"
+    if answer.notice:
+        click.echo(f"\nNote: {answer.notice}", err=True)
     click.echo(f"\n({model}; {answer.timings.total:.1f} s)", err=True)
 
 

@@ -89,6 +89,8 @@ def _meta_line(answer: Answer) -> str:
     if answer.timings.first_token is not None:
         parts.append(f"first words after {answer.timings.first_token:.1f} s")
     parts.append(f"{answer.timings.total:.1f} s in all")
+    if answer.notice:
+        parts.append(html.escape(answer.notice))
     if any(c.attributed for c in answer.citations):
         parts.append("dashed badges: citation added by papercite to a sentence the model left uncited")
     return f'<span class="pc-meta">{" · ".join(parts)}</span>'

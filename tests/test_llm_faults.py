@@ -1,0 +1,74 @@
+"""Ollama down, slow, garbled, cut off or failing: one clear message, a fallback in auto mode, a store untouched.
+
+The faults come from the Ollama stand-in (tests/ollama_standin.py) over real HTTP,
+reached through the real ``ollama`` client and llama-index's ``Ollama`` LLM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from rag import ask
+from rag.errors import LLMUnavailable
+from rag.services import get_services
+
+try:
+    from tests.ollama_standin import OllamaStandIn
+except ImportError:  # pragma: no cover - run from inside tests/
+    from ollama_standin import OllamaStandIn
+
+QUESTION = "Which architecture mixes image tokens with a 2D wavelet transform, and why?"
+TITLE = "WaveMix: A Resource-efficient Neural Network for Image Analysis"
+REPLY = "WaveMix mixes image tokens with a multi-level 2D discrete wavelet transform to save memory [1]."
+
+
+def _fixed(messages: list[dict], options: dict, fmt: object) -> Iterator[str]:
+    yield from (word + " " for word in REPLY.split())
+
+
+@pytest.fixture
+def server() -> Iterator[OllamaStandIn]:
+    with OllamaStandIn({"qwen2.5:3b": _fixed}) as srv:
+        yield srv
+
+
+def _on(settings: Any, server: OllamaStandIn, backend: str) -> Any:
+    llm = settings.llm.model_copy(update={"backend": backend, "ollama_host": server.url, "request_timeout": 2.0})
+    return settings.model_copy(update={"llm": llm})
+
+
+def _store_state(settings: Any) -> tuple[int, float]:
+    store = get_services(settings).store
+    return store.collection.count(), store.bm25_dir.stat().st_mtime
+
+
+@pytest.mark.parametrize(("fault", "why"), [("down", ""), ("slow", "timed out"), ("garbage", ""),
+                                            ("truncated", ""), ("error", "")])
+def test_each_ollama_fault_is_one_message_naming_the_host_and_the_fix(
+    sample_settings: Any, server: OllamaStandIn, fault: str, why: str
+) -> None:
+    settings = _on(sample_settings, server, "ollama")
+    assert TITLE in ask(QUESTION, settings=settings).cited_titles()  # sound before the fault
+    before = _store_state(settings)
+    server.fault, server.slow_seconds = fault, 5
+    with pytest.raises(LLMUnavailable) as caught:
+        ask(QUESTION, settings=settings)
+    message = str(caught.value)
+    assert server.url.split("//")[1] in message and "ollama serve" in message and "\n" not in message, message
+    assert why in message
+    assert _store_state(settings) == before  # a failed answer never touches the store
+    server.fault = None
+    assert TITLE in ask(QUESTION, settings=settings).cited_titles()  # and the next one works
+
+
+@pytest.mark.llm
+def test_auto_mode_falls_back_to_the_embedded_model_and_says_so(sample_settings: Any, server: OllamaStandIn) -> None:
+    settings = _on(sample_settings, server, "auto")
+    assert ask(QUESTION, settings=settings).model == "ollama:qwen2.5:3b"
+    server.fault = "truncated"
+    answer = ask(QUESTION, settings=settings)
+    assert answer.model.startswith("embedded:") and TITLE in answer.cited_titles(), answer.text
+    assert "embedded model answered instead" in answer.notice and server.url.split("//")[1] in answer.notice
