@@ -350,6 +350,45 @@ def bench_serve_memory(settings: Settings, questions: Sequence[str], timeout: fl
         proc.wait(timeout=30)
 
 
+def load_page(url: str, questions: Sequence[str], *, spacing: float = 0.05, timeout: float = 600.0) -> dict[str, object]:
+    """Ask a running page ``len(questions)`` questions at once through ``/ask``, ``spacing`` s apart.
+
+    Returns how many completed, the errors of those that did not, and each asker's
+    wait (from asking to the full answer), p50/p95. Bounded: every job is given up
+    after ``timeout`` seconds.
+    """
+    import threading
+
+    from gradio_client import Client
+
+    client = Client(url, verbose=False)
+    waits: dict[int, float] = {}
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def one(i: int) -> None:
+        time.sleep(spacing * i)  # the order of asking
+        asked = time.perf_counter()
+        try:
+            client.submit(questions[i], 5, api_name="/ask").result(timeout=timeout)
+        except Exception as exc:  # a lost or failed request is what this measures
+            with lock:
+                errors.append(f"{i}: {type(exc).__name__}: {exc}")
+            return
+        with lock:
+            waits[i] = time.perf_counter() - asked
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(questions))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout + spacing * len(questions) + 10)
+    client.close()
+    times = list(waits.values())
+    return {"askers": len(questions), "completed": len(waits), "errors": errors,
+            "wait_p50": percentile(times, 50), "wait_p95": percentile(times, 95)}
+
+
 # -- one case, in its own process ---------------------------------------------------
 
 def _case(case: str, papers_file: Path) -> dict[str, float]:
