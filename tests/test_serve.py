@@ -72,3 +72,32 @@ def test_programs_ask_through_the_api_and_get_the_same_messages(tmp_path: Path) 
         assert str(tmp_path) not in str(err.value)
     finally:
         app.close()
+
+
+def test_uploads_stay_in_gradios_temp_dir_and_are_capped(tmp_path: Path) -> None:
+    from ui.app import build_app, launch
+
+    settings = Settings(data_dir=tmp_path / "data", serve={"max_upload_mb": 1}, llm={"backend": "embedded"})
+    app = build_app(settings)
+    url = launch(app, settings, port=_free_port(), block=False)
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            sneaky = client.post("/gradio_api/upload",
+                                 files={"files": ("../../../../tmp/escape.jsonl", b'{"title": "A", "abstract": "B"}\n')})
+            assert sneaky.status_code == 200
+            (stored,) = sneaky.json()
+            assert ".." not in Path(stored).parts and Path(stored).name == "escape.jsonl"
+            assert not Path("/tmp/escape.jsonl").exists() or Path(stored) != Path("/tmp/escape.jsonl")
+            big = client.post("/gradio_api/upload", files={"files": ("big.jsonl", b"x" * 1_500_000)})
+            assert big.status_code == 413, big.text  # over PAPERCITE_SERVE__MAX_UPLOAD_MB, refused before it is stored
+            # A program naming a file on the server instead of uploading one is refused by Gradio.
+            call = client.post("/gradio_api/call/upload",
+                               json={"data": [[{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}]]})
+            if call.status_code == 200:
+                event = call.json()["event_id"]
+                result = client.get(f"/gradio_api/call/upload/{event}").text
+                assert "event: error" in result and "root:" not in result, result
+            else:
+                assert call.status_code in (400, 403, 422), call.text
+    finally:
+        app.close()
