@@ -182,7 +182,11 @@ def grow_store(settings: Settings, target_chunks: int, echo: Callable[[str], Non
     if store.collection.count() >= target_chunks:
         return grown
     source = get_services(settings).store.collection
-    rows = source.get(include=["embeddings", "documents", "metadatas"])
+    rows: dict[str, list] = {"ids": [], "embeddings": [], "documents": [], "metadatas": []}
+    # In pages: one get() of a large store exceeds SQLite's limit on query variables.
+    while (page := source.get(limit=5000, offset=len(rows["ids"]), include=["embeddings", "documents", "metadatas"]))["ids"]:
+        for key in rows:
+            rows[key].extend(page[key])
     vectors = np.asarray(rows["embeddings"], dtype=np.float32)
     rng = np.random.default_rng(0)
     sigma = float(np.sqrt((1 / 0.9**2 - 1) / vectors.shape[1]))
