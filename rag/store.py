@@ -284,7 +284,7 @@ class Store:
 
     def rebuild_bm25(self) -> None:
         """Rebuild the BM25 index from every stored chunk and persist it atomically."""
-        from llama_index.retrievers.bm25 import BM25Retriever
+        from rag.sparse import SparseRetriever
 
         with self._rebuild_lock:
             nodes = list(self.iter_nodes())
@@ -293,7 +293,7 @@ class Store:
                 shutil.rmtree(target, ignore_errors=True)
                 return
             target.parent.mkdir(parents=True, exist_ok=True)
-            retriever = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=self.settings.retrieval.candidates)
+            retriever = SparseRetriever.from_defaults(nodes=nodes, similarity_top_k=self.settings.retrieval.candidates)
             # Unique names: another process on this data directory may be rebuilding too.
             tmp = Path(tempfile.mkdtemp(prefix=f"{target.name}.tmp-", dir=target.parent))
             retriever.persist(str(tmp), show_progress=False)
@@ -330,7 +330,7 @@ class Store:
 
     def _load_bm25(self) -> BM25Retriever | None:
         """The persisted index, read again only when it changed on disk (caller holds the lock)."""
-        from llama_index.retrievers.bm25 import BM25Retriever
+        from rag.sparse import SparseRetriever
 
         try:
             stamp = self.bm25_dir.stat().st_mtime
@@ -338,7 +338,8 @@ class Store:
             self._bm25, self._bm25_stamp = None, None
             return None
         if self._bm25 is None or stamp != self._bm25_stamp:
-            retriever = BM25Retriever.from_persist_dir(str(self.bm25_dir))
+            retriever = SparseRetriever.from_persist_dir(str(self.bm25_dir))
             retriever.similarity_top_k = min(self.settings.retrieval.candidates, int(retriever.bm25.scores["num_docs"]))
             self._bm25, self._bm25_stamp = retriever, stamp
         return self._bm25
+
