@@ -130,7 +130,10 @@ class _Attempt:
         except LLMUnavailable as exc:
             if not self.may_fall_back:
                 raise
-            self.backend, self.may_fall_back = services.embedded_backend, False
+            try:
+                self.backend, self.may_fall_back = services.embedded_backend, False
+            except (LLMUnavailable, BadInput):  # no embedded model either: Ollama's failure is the one to fix
+                raise exc from None
             self.notice = f"{exc} The embedded model answered instead."
             log.warning("%s", self.notice)
             self.raw = ""

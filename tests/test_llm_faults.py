@@ -72,3 +72,17 @@ def test_auto_mode_falls_back_to_the_embedded_model_and_says_so(sample_settings:
     answer = ask(QUESTION, settings=settings)
     assert answer.model.startswith("embedded:") and TITLE in answer.cited_titles(), answer.text
     assert "embedded model answered instead" in answer.notice and server.url.split("//")[1] in answer.notice
+
+
+def test_auto_mode_without_an_embedded_model_reports_the_ollama_failure(
+    sample_settings: Any, server: OllamaStandIn, tmp_path: Any
+) -> None:
+    settings = _on(sample_settings, server, "auto")
+    missing = str(tmp_path / "no-such-model.gguf")
+    settings = settings.model_copy(update={"llm": settings.llm.model_copy(update={"embedded_model": missing})})
+    server.fault = "truncated"
+    with pytest.raises(LLMUnavailable) as caught:
+        ask(QUESTION, settings=settings)
+    message = str(caught.value)
+    assert server.url.split("//")[1] in message and "ollama serve" in message, message
+    assert "no-such-model" not in message  # the fallback's own failure is not the one to fix
