@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -139,6 +139,7 @@ class Store:
             raise StoreError(f"Cannot open the store at {self.location}: {exc}; {hint}.") from exc
         self.vector_store: ChromaVectorStore = ChromaVectorStore(chroma_collection=self.collection)
         self._bm25: BM25Retriever | None = None
+        self._bm25_positions: dict[str, int] = {}  # chunk id -> its place in the BM25 corpus
         self._bm25_stamp: float | None = None
         self._counted_at = -math.inf
         self._bm25_lock = threading.Lock()
@@ -280,6 +281,24 @@ class Store:
                 yield metadata_dict_to_node(dict(meta), text=text)  # type: ignore[misc]
             offset += len(rows["ids"])
 
+    def nodes(self, ids: Sequence[str]) -> dict[str, TextNode]:
+        """The stored chunks with these ids, by id (ids not stored are left out).
+
+        Read from the BM25 index's copy of every chunk, which is in memory; only ids it
+        lacks (added by another process since it was built) are fetched from Chroma.
+        """
+        from llama_index.core.vector_stores.utils import metadata_dict_to_node
+
+        with self._bm25_lock:
+            retriever, positions = self._bm25, self._bm25_positions
+        found = {i: metadata_dict_to_node(dict(retriever.corpus[positions[i]])) for i in ids
+                 if retriever is not None and i in positions}
+        if missing := [i for i in ids if i not in found]:
+            rows = self.collection.get(ids=missing, include=["documents", "metadatas"])
+            for chunk_id, text, meta in zip(rows["ids"], rows["documents"] or [], rows["metadatas"] or []):
+                found[chunk_id] = metadata_dict_to_node(dict(meta), text=text)  # type: ignore[misc]
+        return found
+
     # -- BM25 -----------------------------------------------------------------------
 
     def rebuild_bm25(self) -> None:
@@ -335,11 +354,12 @@ class Store:
         try:
             stamp = self.bm25_dir.stat().st_mtime
         except FileNotFoundError:
-            self._bm25, self._bm25_stamp = None, None
+            self._bm25, self._bm25_positions, self._bm25_stamp = None, {}, None
             return None
         if self._bm25 is None or stamp != self._bm25_stamp:
             retriever = SparseRetriever.from_persist_dir(str(self.bm25_dir))
             retriever.similarity_top_k = min(self.settings.retrieval.candidates, int(retriever.bm25.scores["num_docs"]))
-            self._bm25, self._bm25_stamp = retriever, stamp
+            positions = {str(d["node_id"]): i for i, d in enumerate(retriever.corpus)}
+            self._bm25, self._bm25_positions, self._bm25_stamp = retriever, positions, stamp
         return self._bm25
 

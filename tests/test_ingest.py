@@ -11,6 +11,7 @@ from ingest import ingest_path
 from rag.errors import BadInput, StoreError
 from rag.services import get_services
 from rag.settings import Settings
+from rag.store import Store
 
 PAPERS = [
     {"title": "Sparse Mixture of Experts for Tiny Devices", "abstract": "We route tokens to a few experts. " * 3,
@@ -130,3 +131,28 @@ def test_bfloat16_and_float32_encoders_agree(tmp_path: Path) -> None:
     bf16 = load_embed_model(EmbeddingSettings(precision="bfloat16")).get_text_embedding_batch(texts)
     for a, b in zip(fp32, bf16):
         assert sum(x * y for x, y in zip(a, b)) > 0.99  # unit vectors: the dot product is the cosine
+
+
+def test_stored_chunks_read_from_memory_match_chroma(tmp_path: Path) -> None:
+    settings = Settings()
+    ingest_path(_write(tmp_path / "a.jsonl", PAPERS[:2]), settings=settings, progress=False)
+    reader = Store(settings)  # a second process's view of the same store
+
+    def in_chroma() -> dict[str, tuple[str, str]]:
+        rows = reader.collection.get(include=["documents", "metadatas"])
+        return {i: (d, m["title"]) for i, d, m in zip(rows["ids"], rows["documents"], rows["metadatas"])}
+
+    def read(ids: list[str]) -> dict[str, tuple[str, str]]:
+        return {i: (n.get_content(), n.metadata["title"]) for i, n in reader.nodes(ids).items()}
+
+    first = in_chroma()
+    assert read(list(first)) == first  # no BM25 loaded yet: every chunk comes from Chroma
+    assert reader.bm25() is not None
+    assert read(list(first)) == first  # now from the BM25 index's in-memory copy
+    # Papers another writer added since that copy was loaded are fetched from Chroma.
+    ingest_path(_write(tmp_path / "b.jsonl", PAPERS[2:]), settings=settings, progress=False)
+    both = in_chroma()
+    assert len(both) > len(first)
+    ids = sorted(both, reverse=True) + ["no-such-chunk#0"]
+    assert set(reader.nodes(ids)) == set(ids[:-1])  # unknown ids left out
+    assert read(ids) == both
