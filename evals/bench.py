@@ -171,9 +171,11 @@ def grow_store(settings: Settings, target_chunks: int, echo: Callable[[str], Non
     (so BM25 sees the corpus's real vocabulary, each word c+1 times as often) and gets
     the original vector plus Gaussian noise, renormalised to a cosine of about 0.9 with
     it, so the HNSW graph holds distinct points spread as the real ones are. Each copy
-    is a distinct paper (``paper_id~c``). Reused when already grown.
+    is a distinct chunk (``<chunk id>~c``) of a distinct paper (``paper_id~c``), in
+    Chroma and in the node each stores. Reused when already grown.
     """
     import numpy as np
+    from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
     from rag.services import get_services
 
@@ -185,9 +187,10 @@ def grow_store(settings: Settings, target_chunks: int, echo: Callable[[str], Non
     rows: dict[str, list] = {"ids": [], "embeddings": [], "documents": [], "metadatas": []}
     # In pages: one get() of a large store exceeds SQLite's limit on query variables.
     while (page := source.get(limit=5000, offset=len(rows["ids"]), include=["embeddings", "documents", "metadatas"]))["ids"]:
-        for key in rows:
-            rows[key].extend(page[key])
+        for key, values in rows.items():
+            values.extend(page[key])
     vectors = np.asarray(rows["embeddings"], dtype=np.float32)
+    nodes = [metadata_dict_to_node(dict(m), text=t) for m, t in zip(rows["metadatas"], rows["documents"])]
     rng = np.random.default_rng(0)
     sigma = float(np.sqrt((1 / 0.9**2 - 1) / vectors.shape[1]))
     store.record_embedding_model(settings.embedding.model)
@@ -196,8 +199,12 @@ def grow_store(settings: Settings, target_chunks: int, echo: Callable[[str], Non
         take = min(len(vectors), target_chunks - done)
         noisy = vectors[:take] + (rng.normal(0, sigma, (take, vectors.shape[1])) if copy else 0)
         noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
-        metas = [{**m, "paper_id": f"{m['paper_id']}~{copy}"} for m in rows["metadatas"][:take]]
-        ids = [f"{i}~{copy}" for i in rows["ids"][:take]]
+        # Each copy is a node of its own, id and paper id included, as an ingest would store it.
+        copies = [node.model_copy(update={"id_": f"{node.node_id}~{copy}",
+                                          "metadata": {**node.metadata, "paper_id": f"{node.metadata['paper_id']}~{copy}"}})
+                  for node in nodes[:take]]
+        metas = [node_to_metadata_dict(c, remove_text=True, flat_metadata=store.vector_store.flat_metadata) for c in copies]
+        ids = [c.node_id for c in copies]
         documents = rows["documents"][:take]
         for start in range(0, take, 5000):
             end = start + 5000

@@ -57,4 +57,6 @@ def test_grown_store_reaches_its_size_with_distinct_papers_and_a_matching_bm25(t
     assert store.collection.count() == 150
     assert store.stats().papers > 20  # copies are papers of their own
     assert store.bm25() is not None and int(store.bm25().bm25.scores["num_docs"]) == 150
+    # Each copy is a chunk of its own in BM25 too, so the hybrid fusion never merges copies.
+    assert {d["node_id"] for d in store.bm25().corpus} == set(store.collection.get(include=[])["ids"])
     assert retrieve("wavelet transform for image tokens", settings=grown)
