@@ -53,7 +53,7 @@ class DenseRetriever(BaseRetriever):
     from SQLite: about 5 of a question's 20 ms at 60k chunks, where the nearest
     neighbour search itself takes about 1.3 ms. The same text and metadata are in
     memory in the BM25 index, so Chroma is asked only for ids and distances, and
-    :meth:`Store.nodes` supplies the chunks.
+    :meth:`Store.nodes` supplies the chunks (from Chroma when it is a shared server).
     """
 
     def __init__(self, store: Store, embed_model: BaseEmbedding, top_k: int) -> None:

@@ -284,13 +284,18 @@ class Store:
     def nodes(self, ids: Sequence[str]) -> dict[str, TextNode]:
         """The stored chunks with these ids, by id (ids not stored are left out).
 
-        Read from the BM25 index's copy of every chunk, which is in memory; only ids it
-        lacks (added by another process since it was built) are fetched from Chroma.
+        From a local store they are read from the BM25 index's copy of every chunk, which
+        is in memory and rebuilt by every ingest into this data directory; ids it lacks
+        (written since it was loaded) are fetched from Chroma. From a Chroma server all
+        are fetched: another process may have replaced an abstract without changing its
+        chunk ids, and the copy would show the old text.
         """
         from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
         with self._bm25_lock:
             retriever, positions = self._bm25, self._bm25_positions
+        if self.settings.store.chroma_host:
+            retriever = None
         found = {i: metadata_dict_to_node(dict(retriever.corpus[positions[i]])) for i in ids
                  if retriever is not None and i in positions}
         if missing := [i for i in ids if i not in found]:

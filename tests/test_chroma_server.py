@@ -175,6 +175,29 @@ def test_bm25_follows_papers_another_process_adds(
     assert reader_bm25_titles() == {"Zebrafish fin regrowth", "Glacier melt models", "Sourdough starter microbiomes"}
 
 
+def test_an_abstract_another_process_replaced_is_read_as_it_is_now(chroma_server: ChromaServer, tmp_path: Path) -> None:
+    import json
+
+    from ingest import ingest_path
+
+    def settings(name: str) -> Settings:
+        base = chroma_server.settings(tmp_path / name)
+        return base.model_copy(update={"store": base.store.model_copy(update={"collection": "replaced"})})
+
+    def write(name: str, abstract: str) -> Path:
+        path = tmp_path / name
+        path.write_text(json.dumps({"title": "Zebrafish fin regrowth", "abstract": abstract}) + "\n")
+        return path
+
+    writer, reader = settings("writer"), settings("reader")
+    ingest_path(write("old.jsonl", "Fins regrow in two weeks after amputation."), settings=writer, progress=False)
+    assert "two weeks" in retrieve("zebrafish fin regrowth", settings=reader)[0].passages[0]  # reader loads its BM25
+    report = ingest_path(write("new.jsonl", "Fins regrow in nine days when the water is warm."), settings=writer,
+                         progress=False)
+    assert report.updated  # same paper, same chunk ids, new text
+    assert "nine days" in retrieve("zebrafish fin regrowth", settings=reader)[0].passages[0]
+
+
 @pytest.mark.llm
 def test_embedded_answer_from_the_server_cites_the_expected_paper(server_store: Settings, sample_store: Path) -> None:
     # The model file the other LLM tests joined, rather than 1.1 GB joined again.
