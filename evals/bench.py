@@ -191,12 +191,15 @@ def grow_store(settings: Settings, target_chunks: int, echo: Callable[[str], Non
             values.extend(page[key])
     vectors = np.asarray(rows["embeddings"], dtype=np.float32)
     nodes = [metadata_dict_to_node(dict(m), text=t) for m, t in zip(rows["metadatas"], rows["documents"])]
-    rng = np.random.default_rng(0)
     sigma = float(np.sqrt((1 / 0.9**2 - 1) / vectors.shape[1]))
     store.record_embedding_model(settings.embedding.model)
-    copy, done = 0, store.collection.count()
+    # Resume an interrupted growth at the first copy not wholly written (copies are
+    # written in order, each whole before the next; rewriting one is an upsert).
+    copy = store.collection.count() // len(vectors)
+    done = copy * len(vectors)
     while done < target_chunks:
         take = min(len(vectors), target_chunks - done)
+        rng = np.random.default_rng(copy)  # the same noise for a copy whether or not growth was resumed
         noisy = vectors[:take] + (rng.normal(0, sigma, (take, vectors.shape[1])) if copy else 0)
         noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
         # Each copy is a node of its own, id and paper id included, as an ingest would store it.

@@ -52,6 +52,7 @@ def test_grown_store_reaches_its_size_with_distinct_papers_and_a_matching_bm25(t
     from rag.settings import Settings
 
     base = scale_settings(Settings(data_dir=tmp_path / "data"), _corpus(tmp_path, 20), echo=lambda _m: None)
+    grow_store(base, 100, echo=lambda _m: None)  # as if a growth to 150 was interrupted
     grown = grow_store(base, 150, echo=lambda _m: None)
     store = get_services(grown).store
     assert store.collection.count() == 150
