@@ -1,27 +1,49 @@
-"""Gold sets: the bundled questions over the sample corpus, and SciFact from a path.
+"""Gold sets: questions over the sample corpus and over ASReview abstracts, and SciFact from a path.
 
 The bundled set (``evals/data/bundled.jsonl``) was written by hand from the 84
 sample abstracts: each record has a question in words other than the title's,
 its kind (single, multi, out_of_scope, false_premise), the gold titles and one to
-three short facts a correct answer must convey. SciFact is third-party and stays
-outside the repository: the harness is given its directory.
+three short facts a correct answer must convey. Every hand-written set has two
+parts: a development part (``*-dev`` or the original ``bundled.jsonl``) that
+papercite is tuned on, and a frozen test part (``*-test.jsonl``) that is only
+reported. The ASReview collection (:func:`load_asreview`) and SciFact are third-party
+and stay outside the repository: the harness is given their paths.
 """
 
 from __future__ import annotations
 
 import ast
 import csv
+import gzip
+import hashlib
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.papers import Paper, normalize_title
+from ingest.papers import Paper, normalize_title, paper_id
 from rag.errors import BadInput
 
-__all__ = ["BUNDLED", "GoldQuestion", "load_gold", "load_scifact", "title_key"]
+__all__ = [
+    "ASREVIEW_PER_SOURCE",
+    "BUNDLED",
+    "GOLD_SETS",
+    "GoldQuestion",
+    "load_asreview",
+    "load_gold",
+    "load_scifact",
+    "title_key",
+]
 
-BUNDLED = Path(__file__).parent / "data" / "bundled.jsonl"
+DATA = Path(__file__).parent / "data"
+BUNDLED = DATA / "bundled.jsonl"
+#: Each hand-written gold set, by collection: (development part, frozen test part).
+GOLD_SETS: dict[str, tuple[Path, Path]] = {
+    "bundled": (BUNDLED, DATA / "bundled-test.jsonl"),
+    "asreview": (DATA / "asreview-dev.jsonl", DATA / "asreview-test.jsonl"),
+}
+#: Abstracts :func:`load_asreview` takes from each ASReview review (4 reviews: 2,000 in all).
+ASREVIEW_PER_SOURCE = 500
 KINDS = ("single", "multi", "out_of_scope", "false_premise")
 _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", re.DOTALL)
 
@@ -38,6 +60,8 @@ class GoldQuestion:
             empty when the right answer abstains.
         gold_titles: the same papers' titles, for reports.
         facts: short strings a correct answer conveys.
+        near_miss: for an out-of-scope question, True when it shares many words with a
+            stored abstract that does not answer it.
     """
 
     id: str
@@ -46,6 +70,7 @@ class GoldQuestion:
     gold: frozenset[str]
     gold_titles: tuple[str, ...]
     facts: tuple[str, ...]
+    near_miss: bool = False
 
     @property
     def answerable(self) -> bool:
@@ -79,7 +104,7 @@ def load_gold(path: str | Path = BUNDLED) -> list[GoldQuestion]:
             titles = tuple(record.get("gold_titles", []))
             questions.append(GoldQuestion(
                 str(record["id"]), record["question"], kind, frozenset(title_key(t) for t in titles),
-                titles, tuple(record.get("facts", [])),
+                titles, tuple(record.get("facts", [])), bool(record.get("near_miss", False)),
             ))
         except (ValueError, KeyError, TypeError) as exc:
             raise BadInput(f"{path.name}:{line_no}: not a gold question ({exc}); each line needs id, question, "
@@ -113,3 +138,41 @@ def load_scifact(directory: str | Path) -> tuple[list[Paper], list[GoldQuestion]
             if ids and row["id"] not in by_id:
                 by_id[row["id"]] = GoldQuestion(f"scifact-{row['id']}", row["claim"], "single", ids, (), ())
     return papers, list(by_id.values())
+
+
+def load_asreview(path: str | Path, per_source: int = ASREVIEW_PER_SOURCE) -> list[Paper]:
+    """The second eval collection: ASReview abstracts from four fields, picked by a fixed rule.
+
+    ``path`` is a JSONL(.gz) of ``title``, ``abstract`` and ``source`` records (the team's
+    ``benchmarks/scale/abstracts.jsonl.gz``). Of the records whose source starts with
+    ``asreview/`` (drug-class reviews, depression models in animals, software-engineering
+    defect prediction, public administration), each source gives the ``per_source``
+    records with the smallest SHA-256 of their normalised title: a sample that is the
+    same on every machine, balanced over the four fields, and blind to content.
+
+    Raises:
+        BadInput: the file is missing or holds no ASReview records.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"No abstracts file at {path}: give --asreview PATH to abstracts.jsonl.gz.")
+    opener = gzip.open if path.suffix == ".gz" else open
+    by_source: dict[str, dict[str, dict[str, str]]] = {}
+    with opener(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            record = json.loads(line)
+            source = str(record.get("source", ""))
+            if source.startswith("asreview/") and record.get("title") and record.get("abstract"):
+                key = normalize_title(record["title"])
+                by_source.setdefault(source, {}).setdefault(key, record)
+    if not by_source:
+        raise BadInput(f"{path} holds no records whose source starts with asreview/.")
+    papers = []
+    for source in sorted(by_source):
+        records = by_source[source]
+        picked = sorted(records, key=lambda k: hashlib.sha256(k.encode()).hexdigest())[:per_source]
+        for key in picked:
+            record = records[key]
+            title = " ".join(record["title"].split())
+            papers.append(Paper(paper_id(title), title, " ".join(record["abstract"].split()), origin=source))
+    return papers

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from evals.gold import BUNDLED, load_gold, load_scifact, title_key
+from evals.gold import BUNDLED, GOLD_SETS, load_gold, load_scifact, title_key
 from evals.harness import check_gate, run_answers
 from evals.metrics import fact_coverage, mrr, ndcg_at_k, normalize, percentile, recall_at_k
 from ingest import read_papers, sample_corpus
@@ -49,6 +49,47 @@ def test_bundled_gold_set_is_sound() -> None:
         for k in q.gold:  # questions in other words than the title's
             name = papers[k].title.split(":")[0]
             assert ":" not in papers[k].title or name.lower() not in q.question.lower(), q.id
+
+
+def test_bundled_test_set_is_sound_and_apart_from_dev() -> None:
+    dev, test = (load_gold(p) for p in GOLD_SETS["bundled"])
+    kinds = [q.kind for q in test]
+    assert len(test) >= 80 and kinds.count("multi") >= 10 and kinds.count("out_of_scope") >= 10
+    assert kinds.count("false_premise") >= 4 and sum(q.near_miss for q in test) * 2 >= kinds.count("out_of_scope")
+    assert not {q.question for q in dev} & {q.question for q in test} and not {q.id for q in dev} & {q.id for q in test}
+    papers = {title_key(p.title): p for p in read_papers(sample_corpus()).papers}
+    for q in test:
+        assert q.gold <= papers.keys(), q.id
+        assert bool(q.gold) == q.answerable and (2 <= len(q.gold) <= 4 if q.kind == "multi" else len(q.gold) <= 1), q.id
+        text = normalize(" ".join(papers[k].abstract for k in q.gold))
+        assert all(normalize(f) in text for f in q.facts), q.id
+
+
+def test_asreview_gold_sets_have_every_kind_and_no_shared_question() -> None:
+    # The collection itself is third-party data outside the repository, so its titles and
+    # facts are checked by `papercite eval --set asreview` when it loads the collection.
+    dev, test = (load_gold(p) for p in GOLD_SETS["asreview"])
+    assert len(test) >= 60 and len(dev) >= 20
+    for part in (dev, test):
+        kinds = [q.kind for q in part]
+        assert {"single", "multi", "out_of_scope", "false_premise"} <= set(kinds)
+        assert all(bool(q.gold) == q.answerable for q in part) and all(q.facts for q in part if q.answerable)
+    assert not {q.question for q in dev} & {q.question for q in test} and not {q.id for q in dev} & {q.id for q in test}
+
+
+def test_asreview_loader_picks_a_fixed_balanced_sample(tmp_path: Path) -> None:
+    import gzip
+
+    from evals.gold import load_asreview
+
+    path = tmp_path / "abstracts.jsonl.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        for source in ("asreview/A", "asreview/B", "scifact"):
+            for i in range(5):
+                f.write(json.dumps({"title": f"{source} paper {i}", "abstract": f"Text {i}.", "source": source}) + "\n")
+    papers = load_asreview(path, per_source=3)
+    assert len(papers) == 6 and {p.origin for p in papers} == {"asreview/A", "asreview/B"}
+    assert [p.id for p in papers] == [p.id for p in load_asreview(path, per_source=3)]  # the same every time
 
 
 def test_scifact_loader_reads_adjacent_quoted_sentences(tmp_path: Path) -> None:
