@@ -9,9 +9,13 @@ Retrieval, over the ranked list of retrieved papers and the set G of gold papers
   divided by the DCG of an ideal ranking (all gold papers first).
 
 Citations, over the set C of papers the answer cites and the set R it retrieved:
-- Citation precision: |C ∩ G| / |C|, on answers that cite something.
+- Citation precision: |C ∩ G| / |C| on answerable questions; an abstention on an
+  answerable question scores 0 (it is a miss, not a neutral outcome). Questions the
+  collection does not cover are scored by the abstention rows instead.
 - Citation recall: |C ∩ G| / |G|, on answerable questions (an abstention cites
   nothing and scores 0).
+- Precision and recall over answered questions: the same, on the answerable
+  questions that did not abstain only.
 - Citation validity: the share of citations that point to a retrieved paper,
   counted over every [n] marker in the answer text and every listed citation,
   checked here independently of the product's own parser. Must be 1.0.
@@ -22,6 +26,18 @@ at a word boundary.
 
 Abstention: on out-of-scope questions, the share that abstain (higher is better);
 on answerable questions, the share that wrongly abstain (lower is better).
+
+False premise corrected: the share of false-premise questions whose answer cites
+the gold paper and states at least one of its facts (the paper's true value);
+abstaining or echoing the premise without the true value is not a correction.
+
+Unsupported numbers: answer sentences (as shown) holding a number that occurs in
+none of the abstracts the sentence cites (whole abstracts, digits compared after
+removing thousands separators; "three" counts as 3). A sentence without a
+citation cites nothing, so any number in it counts. Must be 0.
+
+Scaffolding echo: answers that copy the prompt's layout instead of writing plain
+sentences: "Abstract [n]", 'from the paper "...', or a line that opens with a marker.
 
 Support (after ALCE, Gao et al. 2023): the share of answer sentences whose cited
 passages support them, as judged by ``evals.judge``.
@@ -35,16 +51,20 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 
 __all__ = [
+    "answer_sentences",
     "citation_precision",
     "citation_recall",
+    "echoes_scaffolding",
     "fact_coverage",
     "marker_numbers",
     "mean",
     "mrr",
     "ndcg_at_k",
     "normalize",
+    "numbers_in",
     "percentile",
     "recall_at_k",
+    "unsupported_number_sentences",
 ]
 
 _MARKER = re.compile(r"\[(\d+)\]")
@@ -121,3 +141,56 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     pos = (len(ordered) - 1) * q / 100
     lo, hi = math.floor(pos), math.ceil(pos)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:,\d{3})*(?:\.\d+)?")
+_LIST_ITEM = re.compile(r"^\s*\d{1,2}[.)]\s+", re.MULTILINE)
+_NUMBER_WORDS = {w: str(i) for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())}
+_NUMBER_WORD = re.compile(r"\b(" + "|".join(_NUMBER_WORDS) + r")\b", re.IGNORECASE)
+_SCAFFOLD = re.compile(r"\babstracts? \[\d+\]|from the paper \"|^\s*\[\d+\]", re.IGNORECASE | re.MULTILINE)
+
+
+def numbers_in(text: str, *, words: bool = False) -> set[str]:
+    """The numbers written in ``text`` (markers and list numbering removed), "1,000" read as "1000".
+
+    With ``words``, number words from zero to twenty count too ("three" is "3").
+    """
+    text = _LIST_ITEM.sub("", _MARKER.sub(" ", text))
+    found = {m.replace(",", "") for m in _NUMBER.findall(text)}
+    if words:
+        found |= {_NUMBER_WORDS[w.lower()] for w in _NUMBER_WORD.findall(text)}
+    return found
+
+
+def answer_sentences(text: str) -> list[str]:
+    """An answer's sentences, each with the markers that follow it (a splitter independent of ``rag``)."""
+    pieces = []
+    for line in text.splitlines():  # a list item's own number is layout, not a claim
+        pieces += re.split(r"(?<=[.!?\]])\s+(?=[A-Z(\"'])", _LIST_ITEM.sub("", line))
+    return [p.strip() for p in pieces if p and p.strip()]
+
+
+def unsupported_number_sentences(text: str, abstracts: dict[int, str]) -> list[str]:
+    """Sentences of ``text`` with a number found in none of the abstracts they cite.
+
+    Args:
+        text: the answer as shown, with ``[n]`` markers.
+        abstracts: the whole abstract of each retrieved source, by its number.
+    """
+    flagged = []
+    for sentence in answer_sentences(text):
+        numbers = numbers_in(sentence)
+        if not numbers:
+            continue
+        cited = [abstracts[n] for n in marker_numbers(sentence) if n in abstracts]
+        known = set().union(*(numbers_in(a, words=True) for a in cited)) if cited else set()
+        if numbers - known:
+            flagged.append(sentence)
+    return flagged
+
+
+def echoes_scaffolding(text: str) -> bool:
+    """True when the answer copies the prompt's layout ("Abstract [2] ...", 'from the paper "...')."""
+    return bool(_SCAFFOLD.search(text))

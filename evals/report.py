@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from evals.harness import EvalRun
+from evals.harness import AT_MOST, EvalRun, gated_summary
 
 __all__ = ["metrics_table", "retrieval_table", "write_report"]
 
@@ -18,14 +18,23 @@ ROWS = [
     ("recall@10", "Recall@10", "{:.3f}"),
     ("mrr", "MRR", "{:.3f}"),
     ("ndcg@10", "nDCG@10", "{:.3f}"),
-    ("citation_precision", "citation precision", "{:.3f}"),
-    ("citation_recall", "citation recall", "{:.3f}"),
+    ("citation_precision", "citation precision (abstention on answerable = 0)", "{:.3f}"),
+    ("citation_recall", "citation recall (abstention on answerable = 0)", "{:.3f}"),
+    ("answered_precision", "precision over answered questions", "{:.3f}"),
+    ("answered_recall", "recall over answered questions", "{:.3f}"),
+    ("multi_recall", "multi-paper citation recall", "{:.3f}"),
     ("citation_validity", "citation validity", "{:.3f}"),
     ("support", "support (judged sentences)", "{:.3f}"),
     ("judge_agreement", "judge agreement with hand labels", "{:.3f}"),
-    ("facts", "answer facts", "{:.3f}"),
-    ("abstention", "abstention (out of scope)", "{:.3f}"),
-    ("wrong_abstention", "wrong abstention (answerable)", "{:.3f}"),
+    ("facts", "answer facts (answerable)", "{:.3f}"),
+    ("facts_single", "answer facts (single-paper)", "{:.3f}"),
+    ("abstention", "abstention (not covered)", "{:.3f}"),
+    ("abstention_near_miss", "abstention (not covered, near misses)", "{:.3f}"),
+    ("wrong_abstention", "wrongful abstention (answerable)", "{:.3f}"),
+    ("premise_corrected", "false premise corrected", "{:.3f}"),
+    ("premise_abstained", "false premise abstained", "{:.3f}"),
+    ("unsupported_numbers", "shown sentences with a number no cited abstract has", "{:.0f}"),
+    ("echo", "answers echoing the prompt's layout", "{:.3f}"),
     ("seconds_p50", "seconds per answer p50", "{:.1f}"),
     ("seconds_p95", "seconds per answer p95", "{:.1f}"),
     ("first_token_p50", "first token p50 (s)", "{:.1f}"),
@@ -37,14 +46,19 @@ def _fmt(value: float | None, pattern: str) -> str:
     return "–" if value is None else pattern.format(value)
 
 
-def metrics_table(summary: dict[str, float | None], thresholds: dict[str, float] | None = None) -> str:
-    """The summary as a Markdown table, with the gate's threshold beside each gated metric."""
+def metrics_table(summaries: dict[str, dict[str, float | None]], thresholds: dict[str, float] | None = None) -> str:
+    """The summaries side by side (dev, test) as a Markdown table, with the gate beside each gated metric.
+
+    The gate applies to the test column (or the only column).
+    """
     thresholds = thresholds or {}
-    lines = ["| metric | value | gate |", "| --- | ---: | ---: |"]
+    columns = list(summaries)
+    lines = ["| metric | " + " | ".join(columns) + " | gate |", "| --- |" + " ---: |" * (len(columns) + 1)]
     for key, label, pattern in ROWS:
-        if key in summary:
-            gate = f"≥ {thresholds[key]:.2f}" if key in thresholds else ""
-            lines.append(f"| {label} | {_fmt(summary[key], pattern)} | {gate} |")
+        if any(key in s for s in summaries.values()):
+            gate = f"{'≤' if key in AT_MOST else '≥'} {thresholds[key]:.2f}" if key in thresholds else ""
+            cells = " | ".join(_fmt(s.get(key), pattern) for s in summaries.values())
+            lines.append(f"| {label} | {cells} | {gate} |")
     return "\n".join(lines)
 
 
@@ -66,15 +80,15 @@ def write_report(run: EvalRun, out_dir: Path, title: str, command: str, threshol
     out_dir.mkdir(parents=True, exist_ok=True)
     md, js, png = out_dir / "eval-report.md", out_dir / "eval-report.json", out_dir / "eval-report.png"
     parts = [f"# papercite eval: {title}", "", f"Command: `{command}`", ""]
-    if run.summary:
-        parts += ["## Answers", "", metrics_table(run.summary, thresholds), ""]
+    if run.summaries:
+        parts += ["## Answers", "", metrics_table(run.summaries, thresholds), ""]
         if failures is not None:
             parts += ["Gate: " + ("passed" if not failures else "FAILED: " + "; ".join(failures)), ""]
         parts += _worst(run.records)
     if run.retrieval:
         parts += ["## Retrieval (paper level)", "", retrieval_table(run.retrieval), ""]
     md.write_text("\n".join(parts), encoding="utf-8")
-    js.write_text(json.dumps({"summary": run.summary, "retrieval": run.retrieval, "settings": run.settings,
+    js.write_text(json.dumps({"summaries": run.summaries, "retrieval": run.retrieval, "settings": run.settings,
                               "questions": run.records}, indent=1, ensure_ascii=False), encoding="utf-8")
     _plot(run, png, title)
     return [md, js, png]
@@ -85,11 +99,12 @@ def _worst(records: list[dict[str, Any]]) -> list[str]:
               or (r["citation_recall"] is not None and r["citation_recall"] < 1)]
     if not misses:
         return []
-    lines = ["## Questions the answer missed", "", "| id | kind | question | cited | abstained |",
-             "| --- | --- | --- | --- | --- |"]
+    lines = ["## Questions the answer missed", "", "| part | id | kind | question | cited | abstained |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for r in misses:
         cited = "; ".join(c["title"][:50] for c in r["citations"]) or "–"
-        lines.append(f"| {r['id']} | {r['kind']} | {r['question']} | {cited} | {r['abstained']} |".replace("\n", " "))
+        row = f"| {r.get('split') or '–'} | {r['id']} | {r['kind']} | {r['question']} | {cited} | {r['abstained']} |"
+        lines.append(row.replace("\n", " "))
     return [*lines, ""]
 
 
@@ -99,16 +114,17 @@ def _plot(run: EvalRun, path: Path, title: str) -> None:
     matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt
 
-    panels = [p for p in (run.summary, run.retrieval) if p]
+    summary = gated_summary(run.summaries)
+    panels = [p for p in (summary, run.retrieval) if p]
     fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.5), squeeze=False)
     col = 0
-    if run.summary:
-        keys = [(k, label) for k, label, _ in ROWS if k in run.summary and run.summary[k] is not None
+    if summary:
+        keys = [(k, label) for k, label, _ in ROWS if summary.get(k) is not None and 0 <= (summary[k] or 0) <= 1
                 and not k.startswith(("seconds", "first_token", "prompt", "questions", "judge"))]
         ax = axes[0][col]
-        ax.barh([label for _, label in keys][::-1], [run.summary[k] for k, _ in keys][::-1], color="#2563eb")
+        ax.barh([label for _, label in keys][::-1], [summary[k] for k, _ in keys][::-1], color="#2563eb")
         ax.set_xlim(0, 1)
-        ax.set_title(f"{title}: answers")
+        ax.set_title(f"{title}: answers ({next(k for k, v in run.summaries.items() if v is summary)})")
         col += 1
     if run.retrieval:
         ax = axes[0][col]

@@ -1,27 +1,45 @@
-"""``papercite eval``: pick the gold set and store, run it, print and write the report, apply the gate."""
+"""``papercite eval``: pick the collection and gold set, run it, print and write the report, apply the gate."""
 
 from __future__ import annotations
 
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal
 
-from evals.gold import BUNDLED, load_gold, load_scifact, title_key
-from evals.harness import THRESHOLDS, EvalRun, check_gate, eval_settings, run_answers, run_retrieval, stratified
+from evals.gold import GOLD_SETS, GoldQuestion, load_asreview, load_gold, load_scifact, title_key
+from evals.harness import (
+    THRESHOLDS,
+    EvalRun,
+    check_gate,
+    eval_settings,
+    gated_summary,
+    run_answers,
+    run_retrieval,
+    stratified,
+    summarize,
+)
 from evals.report import metrics_table, retrieval_table, write_report
+from ingest.papers import Paper
 from rag.errors import BadInput
 from rag.settings import Settings
 
-__all__ = ["run_eval"]
+__all__ = ["Split", "run_eval"]
+
+Split = Literal["dev", "test", "both"]
+Key = Callable[[str, str], str]
 
 
 def run_eval(
     base: Settings,
     *,
     gold_set: str = "bundled",
+    split: Split = "both",
     scifact_dir: Path | None = None,
+    asreview_path: Path | None = None,
     limit: int | None = None,
+    replay: Path | None = None,
     retrieval_only: bool = False,
     support: bool = False,
     gate: bool = False,
@@ -30,55 +48,55 @@ def run_eval(
 ) -> bool:
     """Run one eval; return False when ``gate`` is set and a threshold is missed.
 
-    Sets: ``bundled`` (the sample corpus and its hand-written questions, in a data
-    directory of its own), ``scifact`` (needs ``scifact_dir``; ingested once into its
-    own data directory), or a path to a JSONL gold set asked of the user's own store.
+    Sets: ``bundled`` (the sample corpus and its hand-written questions) and ``asreview``
+    (2,000 ASReview abstracts read from ``asreview_path``, and their hand-written
+    questions), each in a data directory of its own and each with a development and a
+    frozen test part, reported side by side (``split`` picks one); ``scifact`` (needs
+    ``scifact_dir``); or a path to a JSONL gold set asked of the user's own store.
+    ``limit`` takes that many questions of each part, spread evenly over the kinds.
+    ``replay`` names a generation cache (:mod:`evals.replay`) for tuning and ablations.
+    The gate applies to the test part.
 
     Raises:
-        BadInput: an unknown set, or SciFact without its directory.
+        BadInput: an unknown set, or a third-party set without its path.
     """
     command = "papercite " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    key = lambda _pid, title: title_key(title)  # gold sets name papers by title
-    if gold_set == "bundled":
-        from ingest import ingest_path, sample_corpus
+    settings, parts, papers, key = _load(base, gold_set, split, scifact_dir, asreview_path, echo)
+    parts = {name: stratified(questions, limit) for name, questions in parts.items()}
+    abstracts = {p.id: p.abstract for p in papers}
 
-        settings = eval_settings(base, "bundled")
-        ingest_path(sample_corpus(), settings=settings, progress=False)
-        questions = load_gold(BUNDLED)
-    elif gold_set == "scifact":
-        if scifact_dir is None:
-            raise BadInput("--set scifact needs --scifact DIR: the directory holding corpus.csv and claims_train.csv.")
-        from ingest import ingest_papers
-
-        settings = eval_settings(base, "scifact")
-        papers, questions = load_scifact(scifact_dir)
-        echo(ingest_papers(papers, settings=settings, source="SciFact corpus").summary())
-        key = lambda pid, _title: pid  # SciFact names papers by doc id
-    elif Path(gold_set).is_file():
-        settings, questions = base, load_gold(gold_set)
-    else:
-        raise BadInput(f"--set {gold_set!r} is not bundled, scifact or a JSONL file of questions.")
-    questions = stratified(questions, limit)
-
-    run = EvalRun(gold_set if gold_set in ("bundled", "scifact") else Path(gold_set).name)
+    run = EvalRun(gold_set if gold_set in ("bundled", "asreview", "scifact") else Path(gold_set).name)
     if retrieval_only:
-        run.retrieval = run_retrieval(questions, settings, key=key)
+        run.retrieval = run_retrieval([q for qs in parts.values() for q in qs], settings, key=key)
         echo(retrieval_table(run.retrieval))
         failures = None
     else:
+        llm = None
+        if replay is not None:
+            from evals.replay import ReplayLLM
+            from rag.services import get_services
+
+            backend = get_services(settings).backend
+            llm = ReplayLLM(backend.llm, backend.label, replay)
         judge = None
         if support:
-            from evals.judge import judge_agreement, make_judge
+            from evals.judge import make_judge
 
             judge = make_judge(settings)
-        answered = run_answers(questions, settings, key=key, judge=judge)
-        run.records, run.summary, run.settings = answered.records, answered.summary, answered.settings
+        for name, questions in parts.items():
+            answered = run_answers(questions, settings, key=key, judge=judge, llm=llm, abstracts=abstracts, split=name)
+            run.records += answered.records
+            run.summaries[name] = summarize(answered.records)
+            run.settings = answered.settings
         if judge is not None:
+            from evals.judge import judge_agreement
+
             agreement = judge_agreement(judge)
-            run.summary["judge_agreement"] = agreement["agreement"]
+            for summary in run.summaries.values():
+                summary["judge_agreement"] = agreement["agreement"]
             echo(f"support judge agrees with {agreement['labels']:.0f} hand labels {agreement['agreement']:.0%} of the time")
-        echo(metrics_table(run.summary, THRESHOLDS if gate else None))
-        failures = check_gate(run.summary) if gate else None
+        echo(metrics_table(run.summaries, THRESHOLDS if gate else None))
+        failures = check_gate(gated_summary(run.summaries)) if gate else None
     paths = write_report(run, out_dir, run.name, command, THRESHOLDS if gate else {}, failures)
     echo("wrote " + ", ".join(str(p) for p in paths))
     if failures:
@@ -87,3 +105,67 @@ def run_eval(
     if failures is not None:
         echo("eval gate passed")
     return True
+
+
+def _load(
+    base: Settings,
+    gold_set: str,
+    split: Split,
+    scifact_dir: Path | None,
+    asreview_path: Path | None,
+    echo: Callable[[str], None],
+) -> tuple[Settings, dict[str, list[GoldQuestion]], Sequence[Paper], Key]:
+    """The eval's settings (its own store, filled), its question parts, its papers and how papers are keyed."""
+    by_title: Key = lambda _pid, title: title_key(title)  # gold sets name papers by title
+    if gold_set in GOLD_SETS:
+        if gold_set == "asreview":
+            if asreview_path is None:
+                raise BadInput("--set asreview needs --asreview PATH: the abstracts.jsonl.gz holding the ASReview records.")
+            papers: Sequence[Paper] = load_asreview(asreview_path)
+        else:
+            from ingest import read_papers, sample_corpus
+
+            papers = read_papers(sample_corpus()).papers
+        dev, test = GOLD_SETS[gold_set]
+        names = ("dev", "test") if split == "both" else (split,)
+        parts = {name: load_gold(dev if name == "dev" else test) for name in names}
+        _check_gold(parts, papers)
+        return _filled(base, gold_set, papers, echo), parts, papers, by_title
+    if gold_set == "scifact":
+        if scifact_dir is None:
+            raise BadInput("--set scifact needs --scifact DIR: the directory holding corpus.csv and claims_train.csv.")
+        papers, questions = load_scifact(scifact_dir)
+        return _filled(base, "scifact", papers, echo), {"all": questions}, papers, lambda pid, _title: pid
+    if Path(gold_set).is_file():
+        return base, {"all": load_gold(gold_set)}, [], by_title
+    raise BadInput(f"--set {gold_set!r} is not bundled, asreview, scifact or a JSONL file of questions.")
+
+
+def _check_gold(parts: dict[str, list[GoldQuestion]], papers: Sequence[Paper]) -> None:
+    """Refuse a gold set that names a paper the collection lacks or a fact its gold abstracts lack.
+
+    Raises:
+        BadInput: names the question and what is missing (a wrong collection file, or a gold error).
+    """
+    from evals.metrics import normalize
+
+    by_key = {title_key(p.title): p for p in papers}
+    for name, questions in parts.items():
+        for q in questions:
+            if missing := sorted(q.gold - by_key.keys()):
+                raise BadInput(f"{name} question {q.id} cites a paper this collection lacks ({missing[0]!r}): "
+                               "check the collection file given, or fix the gold set.")
+            text = normalize(" ".join(by_key[k].abstract for k in q.gold))
+            if absent := [f for f in q.facts if normalize(f) not in text]:
+                raise BadInput(f"{name} question {q.id}: fact {absent[0]!r} is in none of its gold abstracts.")
+
+
+def _filled(base: Settings, name: str, papers: Sequence[Paper], echo: Callable[[str], None]) -> Settings:
+    """Settings for the eval's own data directory, with ``papers`` ingested (idempotent: a rerun writes nothing)."""
+    from ingest import ingest_papers
+
+    settings = eval_settings(base, name)
+    report = ingest_papers(papers, settings=settings, source=f"{name} collection", progress=False)
+    if report.added or report.updated:
+        echo(report.summary())
+    return settings

@@ -11,7 +11,17 @@ from click.testing import CliRunner
 
 from evals.gold import BUNDLED, GOLD_SETS, load_gold, load_scifact, title_key
 from evals.harness import check_gate, run_answers
-from evals.metrics import fact_coverage, mrr, ndcg_at_k, normalize, percentile, recall_at_k
+from evals.metrics import (
+    echoes_scaffolding,
+    fact_coverage,
+    mrr,
+    ndcg_at_k,
+    normalize,
+    numbers_in,
+    percentile,
+    recall_at_k,
+    unsupported_number_sentences,
+)
 from ingest import read_papers, sample_corpus
 
 
@@ -32,6 +42,42 @@ def test_fact_matching_is_normalised_not_fuzzy() -> None:
     assert fact_coverage("LoRA gives 3.7x", ["LoRA", "3.7"]) == 1.0
     assert fact_coverage("anything", []) is None
     assert percentile([1, 2, 3, 4], 50) == 2.5 and percentile([], 50) is None
+
+
+def test_unsupported_numbers_are_found_per_sentence_against_the_cited_abstracts() -> None:
+    abstracts = {1: "It runs three times faster on 1,000 images.", 2: "Accuracy reaches 94% (GPT-4 baseline)."}
+    text = "It is 3 times faster on 1000 images [1]. It has 95% accuracy [2]. It beats GPT-4 [2].\n1. Plain [1]."
+    assert unsupported_number_sentences(text, abstracts) == ["It has 95% accuracy [2]."]
+    assert unsupported_number_sentences("Accuracy is 94% [1].", abstracts) == ["Accuracy is 94% [1]."]  # wrong paper
+    assert unsupported_number_sentences("Accuracy is 94%.", abstracts) == ["Accuracy is 94%."]  # cites nothing
+    assert numbers_in("73.62 % [3] and 2.5x, not C1") == {"73.62", "2.5"}
+
+
+def test_scaffolding_echo_is_the_prompt_layout_not_a_citation() -> None:
+    assert echoes_scaffolding("[1] Abstract [2] reduces memory.")
+    assert echoes_scaffolding('The paper shows, from the paper "X", that...')
+    assert not echoes_scaffolding("It reduces memory by 5.6 times [2].")
+
+
+def test_summary_counts_abstention_on_answerable_questions_as_a_miss() -> None:
+    from evals.harness import summarize
+
+    base = {"recall@1": 1.0, "recall@5": 1.0, "recall@10": 1.0, "mrr": 1.0, "ndcg@10": 1.0, "valid_citations": 1,
+            "checked_citations": 1, "support": [], "seconds": 1.0, "first_token": 1.0, "prompt_tokens": 10,
+            "unsupported_numbers": [], "near_miss": False, "model": "m"}
+    records = [
+        {**base, "kind": "single", "abstained": False, "citation_precision": 1.0, "citation_recall": 1.0,
+         "answered_precision": 1.0, "answered_recall": 1.0, "facts_found": 1.0, "premise_corrected": None, "echo": False},
+        {**base, "kind": "single", "abstained": True, "citation_precision": 0.0, "citation_recall": 0.0,
+         "answered_precision": None, "answered_recall": None, "facts_found": 0.0, "premise_corrected": None, "echo": None},
+        {**base, "kind": "out_of_scope", "abstained": True, "citation_precision": None, "citation_recall": None,
+         "answered_precision": None, "answered_recall": None, "facts_found": None, "premise_corrected": None,
+         "echo": None, "near_miss": True},
+    ]
+    summary = summarize(records)
+    assert summary["citation_precision"] == 0.5 and summary["citation_recall"] == 0.5
+    assert summary["answered_precision"] == 1.0 and summary["wrong_abstention"] == 0.5
+    assert summary["abstention"] == 1.0 and summary["abstention_near_miss"] == 1.0 and summary["echo"] == 0.0
 
 
 def test_bundled_gold_set_is_sound() -> None:
@@ -122,8 +168,8 @@ def test_gate_passes_sound_answers_and_fails_a_broken_citation_parser(sample_set
 
     scripted.enqueue("It mixes tokens with a 2D discrete wavelet transform [1].")
     sound = run_answers([question], sample_settings, llm=scripted, log=lambda _: None)
-    assert check_gate(sound.summary, gate) == []
-    assert sound.summary["facts"] == 1.0
+    assert check_gate(sound.summaries["all"], gate) == []
+    assert sound.summaries["all"]["facts"] == 1.0
 
     def off_by_one(text, sources):  # a parser bug: [n] mapped to the paper after n
         resolved = resolve_markers(text, sources)
@@ -134,7 +180,7 @@ def test_gate_passes_sound_answers_and_fails_a_broken_citation_parser(sample_set
     monkeypatch.setattr(rag.answer, "resolve_markers", off_by_one)
     scripted.enqueue("It mixes tokens with a 2D discrete wavelet transform [1].")
     broken = run_answers([question], sample_settings, llm=scripted, log=lambda _: None)
-    failures = check_gate(broken.summary, gate)
+    failures = check_gate(broken.summaries["all"], gate)
     assert any(f.startswith("citation_validity") for f in failures)
     assert any(f.startswith("citation_precision") for f in failures)
 
@@ -162,3 +208,19 @@ def test_judge_agreement_counts_against_hand_labels(tmp_path: Path) -> None:
     assert result["labels"] == 3 and result["agreement"] == 1.0
     result = judge_agreement(lambda s, p: True, labels)
     assert result["agreement"] == pytest.approx(2 / 3) and result["judge_yes_label_no"] == 1
+
+
+def test_replay_generates_a_prompt_once_and_replays_it_from_the_file(tmp_path: Path, scripted) -> None:
+    from llama_index.core.base.llms.types import ChatMessage
+
+    from evals.replay import ReplayLLM
+
+    scripted.enqueue("First reply [1].", "Second reply [2].")
+    cache = tmp_path / "gen.jsonl"
+    llm = ReplayLLM(scripted, "scripted", cache)
+    ask_a, ask_b = [ChatMessage(role="user", content="a")], [ChatMessage(role="user", content="b")]
+    assert "".join(r.delta or "" for r in llm.stream_chat(ask_a)) == "First reply [1]."
+    assert llm.chat(ask_a).message.content == "First reply [1]."  # not asked again
+    again = ReplayLLM(scripted, "scripted", cache)  # a new run reads the file
+    assert again.chat(ask_a).message.content == "First reply [1]." and again.counts == (1, 0)
+    assert again.chat(ask_b).message.content == "Second reply [2]." and len(scripted.history) == 2

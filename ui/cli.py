@@ -191,23 +191,31 @@ def _serve(settings: Any) -> None:
 
 @cli.command("eval")
 @click.option("--set", "gold_set", default="bundled", show_default=True,
-              help="bundled (the sample's hand-written questions), scifact, or a JSONL gold set asked of your store.")
+              help="bundled (the sample's hand-written questions), asreview (2,000 ASReview abstracts, with --asreview), "
+              "scifact (with --scifact), or a JSONL gold set asked of your store.")
+@click.option("--split", type=click.Choice(["dev", "test", "both"]), default="both", show_default=True,
+              help="For bundled and asreview: the development part, the frozen test part, or both side by side.")
+@click.option("--asreview", "asreview_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="JSONL(.gz) holding the ASReview records, e.g. ../shared/benchmarks/scale/abstracts.jsonl.gz.")
 @click.option("--scifact", "scifact_dir", type=click.Path(path_type=Path, file_okay=False),
               help="SciFact directory (corpus.csv, claims_train.csv), for --set scifact.")
-@click.option("--limit", type=click.IntRange(1), help="Ask only N questions (taken evenly over the kinds).")
+@click.option("--limit", type=click.IntRange(1), help="Ask only N questions of each part (taken evenly over the kinds).")
+@click.option("--replay", type=click.Path(path_type=Path, dir_okay=False),
+              help="Generation cache (JSONL) for tuning and ablations: a prompt seen before is not generated again.")
 @click.option("--backend", type=click.Choice(["auto", "ollama", "embedded", "openai"]), help="LLM backend for the answers.")
 @click.option("--retrieval-only", is_flag=True, help="No LLM: compare dense, BM25 and hybrid retrieval.")
 @click.option("--support", is_flag=True, help="Judge each answer sentence's support with the embedded LLM (slow).")
-@click.option("--gate", is_flag=True, help="Exit with 7 when a metric misses the CI threshold.")
+@click.option("--gate", is_flag=True, help="Exit with 7 when a test-part metric misses the CI threshold.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("."),
               show_default=True, help="Where eval-report.md/.json/.png go.")
-def eval_command(gold_set: str, scifact_dir: Path | None, limit: int | None, backend: str | None,
-                 retrieval_only: bool, support: bool, gate: bool, out_dir: Path) -> None:
-    """Measure retrieval, citation accuracy and abstention against a gold set."""
+def eval_command(gold_set: str, split: str, asreview_path: Path | None, scifact_dir: Path | None, limit: int | None,
+                 replay: Path | None, backend: str | None, retrieval_only: bool, support: bool, gate: bool, out_dir: Path) -> None:
+    """Measure retrieval, citation accuracy and abstention against a gold set (dev and test side by side)."""
     from evals.run import run_eval
 
-    passed = run_eval(_settings(backend), gold_set=gold_set, scifact_dir=scifact_dir, limit=limit,
-                      retrieval_only=retrieval_only, support=support, gate=gate, out_dir=out_dir, echo=click.echo)
+    passed = run_eval(_settings(backend), gold_set=gold_set, split=split, scifact_dir=scifact_dir,  # type: ignore[arg-type]
+                      asreview_path=asreview_path, limit=limit, replay=replay, retrieval_only=retrieval_only, support=support,
+                      gate=gate, out_dir=out_dir, echo=click.echo)
     if not passed:
         sys.exit(7)
 
