@@ -9,19 +9,19 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from rag.citations import MARKER, ResolvedText, attribute, cite_named_papers, is_abstention, resolve_markers
 from rag.errors import BadInput, EmptyQuestion, LLMUnavailable
 from rag.llms import BackendLLM, stream_chat
 from rag.prompt import ABSTAIN_TEXT, build_messages
-from rag.retrieve import focus_passages, retrieve_timed
+from rag.retrieve import retrieve_timed
 from rag.services import Services, get_services
 from rag.settings import Settings
-from rag.types import Answer, Source, Timings
+from rag.steps import POST_STEPS, PRE_STEPS, Draft, Parts, run_steps, says_not_covered
+from rag.types import Answer, Timings
 
 if TYPE_CHECKING:
     from llama_index.core.llms import LLM
 
-__all__ = ["MAX_QUESTION_CHARS", "ask", "ask_stream", "clean_question", "names_outside_collection"]
+__all__ = ["MAX_QUESTION_CHARS", "ask", "ask_stream", "clean_question"]
 
 log = logging.getLogger(__name__)
 
@@ -78,32 +78,48 @@ def ask_stream(
     started = time.perf_counter()
     text = clean_question(question)
     sources, retrieval_s = retrieve_timed(text, settings, top_k)
-    best = max((s.similarity for s in sources if s.similarity is not None), default=None)
-    if best is None or best < settings.retrieval.min_similarity or (
-        settings.answer.require_names and names_outside_collection(text, settings)
-    ):
-        # Nothing in the collection is close: say so without spending a generation.
+    services = get_services(settings)
+    parts = Parts(settings, services.embed_model, services.store)
+    draft = run_steps(PRE_STEPS, Draft(text, sources, context=list(sources)), parts)
+    if draft.abstained:  # nothing in the collection is close: say so without spending a generation
         yield ABSTAIN_TEXT
-        yield Answer(text, ABSTAIN_TEXT, (), tuple(sources), True, "",
-                     Timings(retrieval_s, None, time.perf_counter() - started))
+        yield _answer(draft, "", Timings(retrieval_s, None, time.perf_counter() - started))
         return
 
-    services = get_services(settings)
-    if settings.retrieval.passage_budget:
-        sources = focus_passages(text, sources, services.embed_model, settings.retrieval.passage_budget)
     backend = services.backend if llm is None else BackendLLM(llm, f"custom:{llm.metadata.model_name}", "the given LLM", "check the LLM passed to ask()")
+    if settings.answer.judge:
+        from rag.judge import make_judge
+
+        parts.judge = make_judge(backend)
     attempt = _Attempt(started, backend, may_fall_back=llm is None and settings.llm.backend == "auto")
-    yield from attempt.run(build_messages(text, sources), services)
-    if best >= settings.answer.retry_similarity and _says_not_covered(attempt.raw):
+    yield from attempt.run(build_messages(text, draft.context), services)
+    best = max((s.similarity for s in sources if s.similarity is not None), default=0.0)
+    if "retry" not in settings.answer.skip and best >= settings.answer.retry_similarity and says_not_covered(attempt.raw):
         # Small models abstain when an abstract plainly answers; a chunk this close
         # means the question is likely covered, so ask once more without the way out.
         attempt.raw = ""
-        yield from attempt.run(build_messages(text, sources, insist=True), services)
-    answer = finish_answer(
-        text, attempt.raw, sources, settings, attempt.backend.label,
-        Timings(retrieval_s, attempt.first_token, time.perf_counter() - started), attempt.prompt_tokens,
+        yield from attempt.run(build_messages(text, draft.context, insist=True), services)
+    draft = run_steps(POST_STEPS, replace(draft, raw=attempt.raw), parts)
+    if draft.abstained:
+        log.info("Abstained on %r: %s", text, draft.why)
+    timings = Timings(retrieval_s, attempt.first_token, time.perf_counter() - started)
+    yield _answer(draft, attempt.backend.label, timings, attempt.prompt_tokens, attempt.notice)
+
+
+def _answer(draft: Draft, model: str, timings: Timings, prompt_tokens: int | None = None, notice: str = "") -> Answer:
+    return Answer(
+        question=draft.question,
+        text=draft.text,
+        citations=draft.citations(),
+        sources=tuple(draft.sources),
+        abstained=draft.abstained,
+        model=model,
+        timings=timings,
+        dropped_markers=draft.dropped,
+        prompt_tokens=prompt_tokens,
+        notice=notice,
+        sentences=tuple(draft.sentences),
     )
-    yield replace(answer, notice=attempt.notice)
 
 
 class _Attempt:
@@ -153,67 +169,6 @@ class _Attempt:
                 yield held
                 held = ""
         # A complete abstention stays held: the caller retries or yields the final Answer.
-
-
-_NAME = re.compile(r"(?<![\w-])([A-Za-z][\w\-.]*[A-Za-z0-9])")
-_QUESTION_WORDS = frozenset(
-    ("What", "Which", "Who", "Whom", "Whose", "When", "Where", "Why", "How", "Does", "Do", "Did", "Is", "Are", "Can",
-     "Could", "Should", "Would", "Will")
-)
-
-
-def names_outside_collection(question: str, settings: Settings) -> list[str]:
-    """Names in the question that no stored abstract contains.
-
-    A name is a capitalised word after the first ("Adam", "Google") or a word mixing
-    letters and digits ("MI300", "GPT-4"). All-capital acronyms are not checked:
-    users write "MRI" where an abstract says "MR images". A question about a name the
-    collection never mentions is one the collection does not cover, however close its
-    other words are (the 1.5B model otherwise answers "Adam's successor" questions
-    with whatever optimizer paper was retrieved).
-    """
-    store = get_services(settings).store
-    missing = []
-    for i, word in enumerate(_NAME.findall(question)):
-        word = word.removesuffix("'s").rstrip(".")
-        mixed = any(c.isdigit() for c in word) and any(c.isalpha() for c in word)
-        capitalised = i > 0 and word[:1].isupper() and word[1:].islower() and len(word) > 2
-        if (mixed or capitalised) and word not in _QUESTION_WORDS and not store.contains_text(word.removesuffix("s") if capitalised else word):
-            missing.append(word)
-    return missing
-
-
-def _says_not_covered(raw: str) -> bool:
-    bare = MARKER.sub("", raw)
-    return ABSTAIN_TEXT.lower() in bare.lower() or (is_abstention(bare) and not MARKER.search(raw))
-
-
-def finish_answer(
-    question: str,
-    raw: str,
-    sources: list[Source],
-    settings: Settings,
-    model: str,
-    timings: Timings,
-    prompt_tokens: int | None = None,
-) -> Answer:
-    """Turn the model's raw reply into a checked ``Answer`` (markers resolved, attribution, abstention)."""
-    named, placed = cite_named_papers(raw, sources)
-    resolved = resolve_markers(named, sources)
-    if placed:  # citations papercite chose from the paper a sentence names count as attributed
-        resolved = ResolvedText(resolved.text, tuple(replace(c, attributed=c.number in placed) for c in resolved.citations),
-                                resolved.dropped)
-    if _says_not_covered(raw) or (is_abstention(MARKER.sub("", resolved.text)) and not resolved.citations):
-        return Answer(question, ABSTAIN_TEXT, (), tuple(sources), True, model, timings, resolved.dropped, prompt_tokens)
-    if settings.answer.post_hoc_attribution:
-        embed_model = get_services(settings).embed_model
-        resolved = attribute(resolved, sources, embed_model.get_text_embedding_batch, settings.answer.attribution_min_similarity)
-    if not resolved.citations:
-        # Nothing the model wrote can be tied to a retrieved abstract: an uncited
-        # answer is exactly what papercite promises never to give.
-        return Answer(question, ABSTAIN_TEXT, (), tuple(sources), True, model, timings, resolved.dropped, prompt_tokens)
-    return Answer(question, resolved.text, resolved.citations, tuple(sources), False, model, timings,
-                  resolved.dropped, prompt_tokens)
 
 
 def ask(

@@ -37,6 +37,7 @@ __all__ = [
     "retrieve",
     "retrieve_timed",
     "split_sentences",
+    "with_abstracts",
 ]
 
 
@@ -164,7 +165,37 @@ def retrieve_timed(question: str, settings: Settings, top_k: int | None = None) 
             "`papercite ingest --sample` for the bundled papers, or `papercite ingest FILE`."
         )
     sources = group_by_paper(chunks, top_k or conf.top_papers, conf.chunks_per_paper)
-    return sources, time.perf_counter() - started
+    return with_abstracts(sources, chunks, services.store), time.perf_counter() - started
+
+
+def with_abstracts(sources: Sequence[Source], chunks: Sequence[NodeWithScore], store: Store) -> list[Source]:
+    """The sources with their whole abstracts: every chunk of each paper, overlaps joined.
+
+    Answers are checked against the whole abstract, not only the chunk the model read:
+    a number the model states may sit in another chunk of the same paper. The chunks
+    come from the store's in-memory copy, so this costs no search.
+    """
+    counts = {str(c.node.metadata["paper_id"]): int(c.node.metadata.get("n_chunks") or 1) for c in chunks}
+    wanted = {s.paper_id: [f"{s.paper_id}#{i}" for i in range(counts.get(s.paper_id, 1))] for s in sources}
+    nodes = store.nodes([i for ids in wanted.values() for i in ids])
+    whole = []
+    for source in sources:
+        texts = [nodes[i].get_content() for i in wanted[source.paper_id] if i in nodes]
+        whole.append(replace(source, abstract=_join_overlapping(texts) if texts else " ".join(source.passages)))
+    return whole
+
+
+def _join_overlapping(texts: Sequence[str], longest: int = 1000, shortest: int = 20) -> str:
+    """Join consecutive chunks, writing the text two chunks share (their overlap) once.
+
+    Overlaps shorter than ``shortest`` characters are chance (a shared letter), not the splitter's.
+    """
+    joined = texts[0]
+    for text in texts[1:]:
+        top = min(len(joined), len(text), longest)
+        overlap = next((k for k in range(top, shortest - 1, -1) if joined.endswith(text[:k])), 0)
+        joined = joined + (text[overlap:] if overlap else " " + text)
+    return joined
 
 
 def retrieve(question: str, top_k: int | None = None, *, settings: Settings | None = None) -> list[Source]:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
-__all__ = ["Answer", "Citation", "Source", "Timings"]
+__all__ = ["Answer", "Citation", "Sentence", "Source", "Timings", "Verdict"]
+
+#: What verification concluded about one answer sentence (see :mod:`rag.verify`).
+Verdict = Literal["supported", "corrected", "unsupported"]
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,8 @@ class Source:
         authors: author names, when known.
         year: publication year, when known.
         url: a link, when known.
+        abstract: the paper's whole abstract (all its chunks), which answers are
+            checked against; empty when unknown.
     """
 
     number: int
@@ -33,6 +39,7 @@ class Source:
     authors: tuple[str, ...] = ()
     year: int | None = None
     url: str | None = None
+    abstract: str = ""
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,30 @@ class Citation:
     title: str
     paper_id: str
     attributed: bool = False
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One sentence the model wrote, with what verification found.
+
+    Attributes:
+        text: the sentence as shown, with its ``[n]`` markers.
+        citations: the source numbers it cites after verification.
+        verdict: ``supported`` (its cited abstract holds its numbers and terms and is
+            the closest in meaning), ``corrected`` (papercite moved or added its
+            citation to the abstract that holds them), or ``unsupported`` (no
+            retrieved abstract does).
+        reason: why, in words a reader can check, e.g. "72% is not in [2]; it is in [1]".
+        shown: False when the sentence was left out of ``Answer.text``.
+        written: the source numbers the model itself wrote after the sentence.
+    """
+
+    text: str
+    citations: tuple[int, ...]
+    verdict: Verdict
+    reason: str = ""
+    shown: bool = True
+    written: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -82,6 +113,8 @@ class Answer:
         prompt_tokens: tokens in the prompt, when the backend reports them.
         notice: what the reader should know about how the answer was made; set when
             Ollama failed in ``auto`` mode and the embedded model answered instead.
+        sentences: every sentence the model wrote, with its verdict, whether it is
+            shown, and why; unsupported sentences stay here when left out of ``text``.
     """
 
     question: str
@@ -94,6 +127,7 @@ class Answer:
     dropped_markers: int = 0
     prompt_tokens: int | None = None
     notice: str = ""
+    sentences: tuple[Sentence, ...] = ()
 
     def cited_titles(self) -> list[str]:
         """Titles of the cited papers, in citation order."""

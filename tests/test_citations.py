@@ -1,10 +1,10 @@
-"""Citation markers, attribution and abstention detection, without any model."""
+"""Citation markers, the prompt-layout tidy-up and abstention detection, without any model."""
 
 from __future__ import annotations
 
 import pytest
 
-from rag.citations import attribute, is_abstention, resolve_markers, split_sentences
+from rag.citations import is_abstention, resolve_markers, split_sentences, tidy_layout
 from rag.types import Source
 
 SOURCES = [
@@ -49,27 +49,19 @@ def test_sentences_keep_their_trailing_markers() -> None:
     assert split_sentences("First claim. [1] Second claim [2]. Third.") == ["First claim. [1]", "Second claim [2].", "Third."]
 
 
-def _embed(texts: list[str]) -> list[list[float]]:
-    # Deterministic stand-in for the encoder: one axis per keyword.
-    keys = ["wavelet", "noise", "experts"]
-    vecs = []
-    for t in texts:
-        v = [1.0 if k in t.lower() else 0.0 for k in keys]
-        norm = sum(x * x for x in v) ** 0.5 or 1.0
-        vecs.append([x / norm for x in v])
-    return vecs
-
-
-def test_attribution_cites_the_most_similar_source_for_uncited_sentences() -> None:
-    resolved = resolve_markers("It adds gradient noise during training. It uses a wavelet transform [1].", SOURCES)
-    attributed = attribute(resolved, SOURCES, _embed, min_similarity=0.5)
-    assert attributed.text == "It adds gradient noise during training [2]. It uses a wavelet transform [1]."
-    assert [(c.number, c.attributed) for c in attributed.citations] == [(2, True), (1, False)]
-
-
-def test_attribution_leaves_unsupported_sentences_alone() -> None:
-    resolved = resolve_markers("The weather is lovely in spring today.", SOURCES)
-    assert attribute(resolved, SOURCES, _embed, min_similarity=0.5).citations == ()
+def test_the_prompt_layout_becomes_plain_sentences() -> None:
+    sources = [
+        Source(1, "p1", "ArchGym: An Open-Source Gymnasium", ("x",), 0.1),
+        Source(2, "p2", "INT2.1: Towards Fine-Tunable Quantized LLMs", ("x",), 0.1),
+        Source(3, "p3", "Adding Gradient Noise Improves Learning", ("x",), 0.1),
+    ]
+    assert tidy_layout('Abstract [1] from the paper "ArchGym: An Open-Source Gymnasium" runs 21K experiments.',
+                       sources) == "ArchGym [1] runs 21K experiments."
+    assert tidy_layout("[1] Abstract [2] cuts VRAM by 5.6 times.", sources) == "[1] INT2.1 [2] cuts VRAM by 5.6 times."
+    assert tidy_layout("Abstract [3] adds noise. abstracts [1] and [2] agree.", sources) == (
+        "The study [3] adds noise. These studies [1][2] agree.")
+    assert tidy_layout("INT2.1: Towards Fine-Tunable Quantized LLMs cuts memory [2].", sources) == "INT2.1 cuts memory [2]."
+    assert tidy_layout("It mixes tokens [1].", sources) == "It mixes tokens [1]."
 
 
 @pytest.mark.parametrize(
@@ -83,25 +75,3 @@ def test_attribution_leaves_unsupported_sentences_alone() -> None:
 )
 def test_abstention_is_recognised(text: str, expected: bool) -> None:
     assert is_abstention(text) is expected
-
-
-def test_a_sentence_naming_one_paper_cites_that_paper() -> None:
-    from rag.citations import cite_named_papers
-
-    sources = [
-        Source(1, "p1", "Ladder-residual: parallelism-aware architecture", ("x",), 0.1),
-        Source(2, "p2", "INT2.1: Towards Fine-Tunable Quantized LLMs", ("x",), 0.1),
-        Source(3, "p3", "Algorithm-hardware Co-design for Deformable Convolution", ("x",), 0.1),
-    ]
-    # The model copied the prompt's "[1] Title:" layout with another paper's title.
-    assert cite_named_papers("[1] INT2.1 cuts VRAM by 5.6 times.", sources) == ("INT2.1 cuts VRAM by 5.6 times [2].", {2})
-    assert cite_named_papers("[1] Title: Algorithm-hardware Co-design for Deformable Convolution\n[1] Title: INT2.1",
-                             sources) == ("Title: Algorithm-hardware Co-design for Deformable Convolution [3]\nTitle: INT2.1 [2]",
-                                          {2, 3})
-    assert cite_named_papers("INT2.1 runs on laptops. It is small [2].", sources) == (
-        "INT2.1 runs on laptops [2]. It is small [2].", set())  # the model cited [2] itself
-    # Already right, naming none, or naming two: untouched.
-    for text in ("INT2.1 cuts VRAM [2].", "It mixes tokens [1].", "Ladder-residual and INT2.1 differ [1]."):
-        assert cite_named_papers(text, sources) == (text, set())
-    # "INT2.1" inside another word is not a mention.
-    assert cite_named_papers("XINT2.1Y is fast [1].", sources) == ("XINT2.1Y is fast [1].", set())

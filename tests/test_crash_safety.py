@@ -18,6 +18,7 @@ from ingest import ingest_path, sample_corpus
 from ingest.readers import read_papers
 from rag.answer import ask
 from rag.errors import StoreBusy
+from rag.retrieve import retrieve
 from rag.services import get_services, reset_services
 from rag.settings import Settings
 
@@ -80,8 +81,10 @@ def test_killed_ingest_leaves_a_store_that_answers_and_a_second_ingest_is_told_i
     interrupted = store.verify(settings.embedding.model)
     assert interrupted.papers > 0 and not interrupted.ok  # BM25 was never built, some papers are partial
     # The store still answers from what it holds.
-    scripted.enqueue("Found it [1].")
-    answer = ask("Which architecture mixes image tokens with a wavelet transform?", settings=settings, llm=scripted)
+    question = "Which architecture mixes image tokens with a wavelet transform?"
+    first = retrieve(question, settings=settings)[0].passages[0].split(". ")[0]
+    scripted.enqueue(f"{first} [1].")  # a sentence the abstract supports, so verification keeps it
+    answer = ask(question, settings=settings, llm=scripted)
     assert answer.sources and answer.citations
 
     reset_services()

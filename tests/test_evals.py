@@ -156,29 +156,28 @@ def test_scifact_loader_reads_adjacent_quoted_sentences(tmp_path: Path) -> None:
 
 
 def test_gate_passes_sound_answers_and_fails_a_broken_citation_parser(sample_settings, scripted, monkeypatch) -> None:
-    import rag.answer
+    import rag.steps
     from evals.gold import GoldQuestion
-    from rag.citations import ResolvedText, resolve_markers
     from rag.types import Citation
 
     wavelet = "WaveMix: A Resource-efficient Neural Network for Image Analysis"
     question = GoldQuestion("t1", "Which architecture mixes image tokens with a 2D wavelet transform?", "single",
                             frozenset({title_key(wavelet)}), (wavelet,), ("wavelet",))
     gate = {"citation_validity": 1.0, "citation_precision": 0.8, "citation_recall": 0.75, "recall@5": 0.9}
+    reply = "WaveMix uses a multi-level two-dimensional discrete wavelet transform (2D-DWT) in its blocks [1]."
 
-    scripted.enqueue("It mixes tokens with a 2D discrete wavelet transform [1].")
+    scripted.enqueue(reply)
     sound = run_answers([question], sample_settings, llm=scripted, log=lambda _: None)
     assert check_gate(sound.summaries["all"], gate) == []
     assert sound.summaries["all"]["facts"] == 1.0
 
-    def off_by_one(text, sources):  # a parser bug: [n] mapped to the paper after n
-        resolved = resolve_markers(text, sources)
-        shifted = tuple(Citation(c.number, sources[c.number % len(sources)].title, sources[c.number % len(sources)].paper_id)
-                        for c in resolved.citations)
-        return ResolvedText(resolved.text, shifted, resolved.dropped)
+    def off_by_one(self):  # a parser bug: [n] mapped to the paper after n
+        sources = self.sources
+        return tuple(Citation(n, sources[n % len(sources)].title, sources[n % len(sources)].paper_id)
+                     for n in rag.steps.marker_numbers(self.text))
 
-    monkeypatch.setattr(rag.answer, "resolve_markers", off_by_one)
-    scripted.enqueue("It mixes tokens with a 2D discrete wavelet transform [1].")
+    monkeypatch.setattr(rag.steps.Draft, "citations", off_by_one)
+    scripted.enqueue(reply)
     broken = run_answers([question], sample_settings, llm=scripted, log=lambda _: None)
     failures = check_gate(broken.summaries["all"], gate)
     assert any(f.startswith("citation_validity") for f in failures)
