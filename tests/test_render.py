@@ -50,6 +50,27 @@ def test_answer_markers_become_badges_titled_with_the_paper() -> None:
     assert "embedded:test" in md and "5.0 s in all" in md and "dashed badges" in md
 
 
+def test_each_sentence_shows_its_verdict_and_removed_ones_are_listed_with_why() -> None:
+    from rag.types import Sentence
+
+    sources = [_source(1), _source(2, "Other <b>paper</b>")]
+    sentences = (
+        Sentence("It mixes tokens [1].", (1,), "supported", "", True, (1,)),
+        Sentence("It cuts error by 72% [2].", (2,), "corrected", "the number 72 is not in [1]; it is in [2]", True, (1,)),
+        Sentence("It runs on <Mars> [1].", (1,), "unsupported", "'Mars' is in no retrieved abstract", True, (1,)),
+        Sentence("It won 3 prizes [1].", (1,), "unsupported", "the number 3 is in no retrieved abstract", False, (1,)),
+    )
+    answer = Answer("q?", "It mixes tokens [1]. It cuts error by 72% [2]. It runs on <Mars> [1].",
+                    (Citation(1, "A paper", "id:1"), Citation(2, "Other <b>paper</b>", "id:2", attributed=True)),
+                    tuple(sources), False, "embedded:test", Timings(0.1, 2.0, 5.0), sentences=sentences)
+    md = answer_markdown(answer)
+    assert '<span class="pc-cite" title="A paper">[1]</span>' in md
+    assert 'class="pc-cite pc-attributed" title="Other &lt;b&gt;paper&lt;/b&gt; (papercite&#x27;s citation: the number 72' in md
+    assert '<span class="pc-unsupported" title="Unsupported: &#x27;Mars&#x27; is in no retrieved abstract">⚠ It runs on &lt;Mars&gt;' in md
+    assert "1 sentence left out" in md and "It won 3 prizes" in md and "the number 3 is in no retrieved abstract" in md
+    assert "<Mars>" not in md and "<b>" not in md
+
+
 def test_sources_separate_cited_from_retrieved_and_escape_titles() -> None:
     sources = [_source(1, HOSTILE, url="javascript:alert(1)"), _source(2, url="https://arxiv.org/abs/1"), _source(3)]
     html_out = sources_html(_answer("x [2].", [Citation(2, "A paper", "id:2")], sources))

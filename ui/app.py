@@ -52,6 +52,8 @@ CSS = """
 .pc-cite { display: inline-block; padding: 0 .35em; margin: 0 .1em; border-radius: .6em;
   background: #dbeafe; color: #1e3a8a; font-size: .85em; font-weight: 600; cursor: help; }
 .pc-attributed { background: transparent; border: 1px dashed #1e3a8a; }
+.pc-unsupported { text-decoration: line-through wavy #b91c1c; color: #7f1d1d; cursor: help; }
+.pc-removed { margin-top: .4em; color: #6b7280; font-size: .85em; }
 .pc-meta { display: block; margin-top: .4em; color: #6b7280; font-size: .8em; }
 .pc-sources h4 { margin: .6em 0 .3em; }
 .pc-source { border: 1px solid #e5e7eb; border-radius: 8px; padding: .5em .7em; margin: .4em 0; }

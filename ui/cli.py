@@ -93,15 +93,23 @@ def ingest(paths: tuple[Path, ...], fmt: str | None, sample: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the whole answer as JSON.")
 @click.option("--top-k", type=click.IntRange(1, 50), help="How many papers to give the model.")
 @click.option("--backend", type=click.Choice(["auto", "ollama", "embedded", "openai"]), help="LLM backend for this answer.")
-def ask(question: str, as_json: bool, top_k: int | None, backend: str | None) -> None:
-    """Answer QUESTION from the collection, citing paper titles."""
+@click.option("--judge", is_flag=True, help="Also have the LLM judge each sentence against its abstracts (slow).")
+def ask(question: str, as_json: bool, top_k: int | None, backend: str | None, judge: bool) -> None:
+    """Answer QUESTION from the collection, citing paper titles; every sentence is checked against its abstract."""
     from rag import ask as rag_ask
 
-    answer = rag_ask(question, settings=_settings(backend), top_k=top_k)
+    settings = _settings(backend)
+    if judge:
+        settings = settings.model_copy(update={"answer": settings.answer.model_copy(update={"judge": True})})
+    answer = rag_ask(question, settings=settings, top_k=top_k)
     if as_json:
         click.echo(json.dumps(asdict(answer), indent=2, ensure_ascii=False))
         return
     click.echo(answer.text)
+    for sentence in answer.sentences:
+        if sentence.verdict == "unsupported":
+            state = "left out" if not sentence.shown else "shown, unsupported"
+            click.echo(f"  ({state}: {sentence.text} -- {sentence.reason})", err=True)
     if answer.citations:
         click.echo("")
         for c in answer.citations:
@@ -203,18 +211,21 @@ def _serve(settings: Any) -> None:
 @click.option("--replay", type=click.Path(path_type=Path, dir_okay=False),
               help="Generation cache (JSONL) for tuning and ablations: a prompt seen before is not generated again.")
 @click.option("--backend", type=click.Choice(["auto", "ollama", "embedded", "openai"]), help="LLM backend for the answers.")
+@click.option("--ablate", is_flag=True, help="Answer once per answer step switched off and write ablation-<set>.md "
+              "(uses --replay, by default OUT/generations.jsonl).")
 @click.option("--retrieval-only", is_flag=True, help="No LLM: compare dense, BM25 and hybrid retrieval.")
 @click.option("--support", is_flag=True, help="Judge each answer sentence's support with the embedded LLM (slow).")
 @click.option("--gate", is_flag=True, help="Exit with 7 when a test-part metric misses the CI threshold.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("."),
               show_default=True, help="Where eval-report.md/.json/.png go.")
 def eval_command(gold_set: str, split: str, asreview_path: Path | None, scifact_dir: Path | None, limit: int | None,
-                 replay: Path | None, backend: str | None, retrieval_only: bool, support: bool, gate: bool, out_dir: Path) -> None:
+                 replay: Path | None, backend: str | None, ablate: bool, retrieval_only: bool, support: bool, gate: bool,
+                 out_dir: Path) -> None:
     """Measure retrieval, citation accuracy and abstention against a gold set (dev and test side by side)."""
     from evals.run import run_eval
 
     passed = run_eval(_settings(backend), gold_set=gold_set, split=split, scifact_dir=scifact_dir,  # type: ignore[arg-type]
-                      asreview_path=asreview_path, limit=limit, replay=replay, retrieval_only=retrieval_only, support=support,
+                      asreview_path=asreview_path, limit=limit, replay=replay, ablate=ablate, retrieval_only=retrieval_only, support=support,
                       gate=gate, out_dir=out_dir, echo=click.echo)
     if not passed:
         sys.exit(7)

@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from rag.types import Answer, Source
+from rag.types import Answer, Sentence, Source
 
 __all__ = [
     "answer_markdown",
@@ -64,24 +64,54 @@ def streaming_markdown(text: str) -> str:
 
 
 def answer_markdown(answer: Answer) -> str:
-    """The checked answer for the chat: ``[n]`` markers as badges titled with the paper."""
+    """The checked answer for the chat: each sentence with its verdict, ``[n]`` markers as badges.
+
+    A badge names its paper when hovered. A dashed badge is a citation papercite moved
+    or added (hover: why). A sentence no retrieved abstract supports is shown struck
+    through with a warning sign, saying why when hovered (``PAPERCITE_ANSWER__UNSUPPORTED=mark``),
+    or left out and listed, folded, under the answer (the default).
+    """
+    removed = [s for s in answer.sentences if not s.shown and s.verdict == "unsupported"]
     if answer.abstained:
         return (
             f"**{html.escape(answer.text)}** The nearest papers papercite found are listed "
-            f"under Sources, marked as not answering it.\n\n{_meta_line(answer)}"
+            f"under Sources, marked as not answering it.{_removed(removed)}\n\n{_meta_line(answer)}"
         )
-    cited = {c.number: c for c in answer.citations}
+    titles = {c.number: c.title for c in answer.citations}
+    if not answer.sentences:  # an Answer built by hand, without verification
+        body = _badges(html.escape(answer.text, quote=False), titles, dashed={c.number for c in answer.citations
+                                                                               if c.attributed})
+        return f"{body}\n\n{_meta_line(answer)}"
+    parts = []
+    for sentence in (s for s in answer.sentences if s.shown):
+        dashed = set(sentence.citations) - set(sentence.written)
+        text = _badges(html.escape(sentence.text, quote=False), titles, dashed, sentence.reason)
+        if sentence.verdict == "unsupported":
+            why = html.escape(f"Unsupported: {sentence.reason}", quote=True)
+            text = f'<span class="pc-unsupported" title="{why}">⚠ {text}</span>'
+        parts.append(text)
+    return f"{' '.join(parts)}{_removed(removed)}\n\n{_meta_line(answer)}"
 
+
+def _badges(escaped: str, titles: dict[int, str], dashed: set[int], reason: str = "") -> str:
     def badge(match: re.Match[str]) -> str:
         n = int(match.group(1))
-        citation = cited.get(n)
-        if citation is None:  # cannot happen after resolve_markers; shown plain if it did
+        if n not in titles:  # cannot happen after resolve_markers; shown plain if it did
             return match.group(0)
-        kind = "pc-cite pc-attributed" if citation.attributed else "pc-cite"
-        return f'<span class="{kind}" title="{html.escape(citation.title, quote=True)}">[{n}]</span>'
+        tip = titles[n] + (f" (papercite's citation: {reason})" if n in dashed and reason else "")
+        kind = "pc-cite pc-attributed" if n in dashed else "pc-cite"
+        return f'<span class="{kind}" title="{html.escape(tip, quote=True)}">[{n}]</span>'
 
-    body = _CITE.sub(badge, html.escape(answer.text, quote=False))
-    return f"{body}\n\n{_meta_line(answer)}"
+    return _CITE.sub(badge, escaped)
+
+
+def _removed(sentences: Sequence[Sentence]) -> str:
+    if not sentences:
+        return ""
+    items = "".join(f"<li>{html.escape(_CITE.sub('', s.text).strip())} <i>({html.escape(s.reason)})</i></li>"
+                    for s in sentences)
+    label = f"{len(sentences)} sentence{'s' if len(sentences) > 1 else ''} left out: no retrieved abstract supports"
+    return f'\n\n<details class="pc-removed"><summary>{label} {"them" if len(sentences) > 1 else "it"}</summary><ul>{items}</ul></details>'
 
 
 def _meta_line(answer: Answer) -> str:
@@ -91,8 +121,8 @@ def _meta_line(answer: Answer) -> str:
     parts.append(f"{answer.timings.total:.1f} s in all")
     if answer.notice:
         parts.append(html.escape(answer.notice))
-    if any(c.attributed for c in answer.citations):
-        parts.append("dashed badges: citation added by papercite to a sentence the model left uncited")
+    if any(c.attributed for c in answer.citations) or any(s.verdict == "corrected" for s in answer.sentences if s.shown):
+        parts.append("dashed badges: citations papercite checked and moved or added (hover for why)")
     return f'<span class="pc-meta">{" · ".join(parts)}</span>'
 
 
