@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from evals.gold import GoldQuestion, title_key
@@ -193,9 +193,29 @@ def _score(
         "premise_corrected": (answered and bool(set(cited) & q.gold) and bool(facts))
         if q.kind == "false_premise" else None,
         "unsupported_numbers": [] if answer.abstained else unsupported_number_sentences(answer.text, whole),
+        "sentences": [asdict(s) for s in answer.sentences],
+        **_corrections(q, answer, key),
         "echo": echoes_scaffolding(answer.text) if not answer.abstained else None,
         "support": support,
     }
+
+
+def _corrections(q: GoldQuestion, answer: Answer, key: Callable[[str, str], str]) -> dict[str, int]:
+    """What verification did to this answer's citations, judged against the gold papers.
+
+    A correction is right when it moved a sentence onto a gold paper it did not cite,
+    wrong when it moved a sentence off a gold paper onto none; removed sentences are
+    the unsupported ones left out of the text.
+    """
+    gold = {s.number for s in answer.sources if key(s.paper_id, s.title) in q.gold}
+    right = wrong = 0
+    for s in answer.sentences:
+        if s.verdict == "corrected":
+            right += bool(set(s.citations) & gold) and not set(s.written) & gold
+            wrong += bool(set(s.written) & gold) and not set(s.citations) & gold
+    removed = sum(1 for s in answer.sentences if not s.shown and s.verdict == "unsupported")
+    return {"corrected": sum(s.verdict == "corrected" for s in answer.sentences), "corrected_right": right,
+            "corrected_wrong": wrong, "removed_unsupported": removed}
 
 
 def _support(answer: Answer, judge: Callable[[str, Sequence[str]], bool]) -> list[dict[str, Any]]:
@@ -239,6 +259,8 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, float | None]:
     summary["premise_abstained"] = mean(float(r["abstained"]) for r in records if r["kind"] == "false_premise")
     summary["unsupported_numbers"] = float(sum(len(r["unsupported_numbers"]) for r in records))
     summary["echo"] = mean(float(r["echo"]) for r in records if r["echo"] is not None)
+    for count in ("corrected", "corrected_right", "corrected_wrong", "removed_unsupported"):
+        summary[count] = float(sum(r.get(count, 0) for r in records))
     summary["seconds_p50"] = percentile(seconds, 50)
     summary["seconds_p95"] = percentile(seconds, 95)
     summary["first_token_p50"] = percentile(firsts, 50)

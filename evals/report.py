@@ -35,6 +35,10 @@ ROWS = [
     ("premise_abstained", "false premise abstained", "{:.3f}"),
     ("unsupported_numbers", "shown sentences with a number no cited abstract has", "{:.0f}"),
     ("echo", "answers echoing the prompt's layout", "{:.3f}"),
+    ("corrected", "citations verification corrected (sentences)", "{:.0f}"),
+    ("corrected_right", "  moved onto a gold paper", "{:.0f}"),
+    ("corrected_wrong", "  moved off a gold paper", "{:.0f}"),
+    ("removed_unsupported", "unsupported sentences removed", "{:.0f}"),
     ("seconds_p50", "seconds per answer p50", "{:.1f}"),
     ("seconds_p95", "seconds per answer p95", "{:.1f}"),
     ("first_token_p50", "first token p50 (s)", "{:.1f}"),
@@ -119,8 +123,8 @@ def _plot(run: EvalRun, path: Path, title: str) -> None:
     fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.5), squeeze=False)
     col = 0
     if summary:
-        keys = [(k, label) for k, label, _ in ROWS if summary.get(k) is not None and 0 <= (summary[k] or 0) <= 1
-                and not k.startswith(("seconds", "first_token", "prompt", "questions", "judge"))]
+        keys = [(k, label) for k, label, pattern in ROWS if summary.get(k) is not None and pattern == "{:.3f}"
+                and not k.startswith(("judge", "echo"))]  # shares, not counts or seconds
         ax = axes[0][col]
         ax.barh([label for _, label in keys][::-1], [summary[k] for k, _ in keys][::-1], color="#2563eb")
         ax.set_xlim(0, 1)

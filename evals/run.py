@@ -40,6 +40,7 @@ def run_eval(
     asreview_path: Path | None = None,
     limit: int | None = None,
     replay: Path | None = None,
+    ablate: bool = False,
     retrieval_only: bool = False,
     support: bool = False,
     gate: bool = False,
@@ -54,7 +55,9 @@ def run_eval(
     frozen test part, reported side by side (``split`` picks one); ``scifact`` (needs
     ``scifact_dir``); or a path to a JSONL gold set asked of the user's own store.
     ``limit`` takes that many questions of each part, spread evenly over the kinds.
-    ``replay`` names a generation cache (:mod:`evals.replay`) for tuning and ablations.
+    ``replay`` names a generation cache (:mod:`evals.replay`) for tuning and ablations;
+    ``ablate`` answers every question once per step of the answer path switched off
+    (:mod:`evals.ablation`) and writes ``ablation-<set>.md`` instead of the report.
     The gate applies to the test part.
 
     Raises:
@@ -66,6 +69,18 @@ def run_eval(
     abstracts = {p.id: p.abstract for p in papers}
 
     run = EvalRun(gold_set if gold_set in ("bundled", "asreview", "scifact") else Path(gold_set).name)
+    if ablate:
+        from evals.ablation import ablation_table, run_ablation
+
+        rows = run_ablation(settings, parts, replay=replay or out_dir / "generations.jsonl", abstracts=abstracts,
+                            key=key, echo=echo)
+        table = ablation_table(rows)
+        echo(table)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / f"ablation-{run.name}.md"
+        path.write_text(f"# Ablation: {run.name}\n\nCommand: `{command}`\n\n{table}\n", encoding="utf-8")
+        echo(f"wrote {path}")
+        return True
     if retrieval_only:
         run.retrieval = run_retrieval([q for qs in parts.values() for q in qs], settings, key=key)
         echo(retrieval_table(run.retrieval))
