@@ -15,10 +15,12 @@ papers (title included), with two kinds of evidence:
   abstract. A sentence much closer to another abstract than to the one it cites
   moves there; a sentence close to none is unsupported.
 - **Not from the question.** A sentence that states, as the paper's, several of the
-  question's own words that none of its cited abstracts contains is unsupported: the
-  model restated the question or its premise ("Yes, stimulation reduces X in rats")
-  instead of reporting what the abstract says. Small models do this most on questions
-  the collection does not cover, and on false premises.
+  question's own words that none of its cited abstracts contains, and takes almost
+  nothing else from the abstract, is unsupported: the model restated the question or
+  its premise ("Yes, stimulation reduces X in rats") instead of reporting what the
+  abstract says. Small models do this most on questions the collection does not
+  cover, and on false premises. A sentence that also reports a specific number, or two
+  words of its abstract the question does not use, is reporting the abstract.
 
 Verification only reads: it never adds text, and the citations it sets are always
 retrieved sources. No library does this check (llama-index's evaluators ask an LLM,
@@ -39,7 +41,7 @@ __all__ = ["Evidence", "VerifyConfig", "evidence_in", "verify_sentences"]
 Embed = Callable[[list[str]], list[list[float]]]
 
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:,\d{3})*(?:\.\d+)?")
-_TOKEN = re.compile(r"(?<![\w-])[A-Za-z0-9^][\w\-^{}]*[A-Za-z0-9}]")
+_TOKEN = re.compile(r"(?<![\w.-])[A-Za-z0-9^][\w\-^{}]*[A-Za-z0-9}]")  # never from inside "2.5-fold"
 _NUMBER_WITH_UNIT = re.compile(r"^\d+(?:\.\d+)?(?:x|k|m|b|kb|mb|gb|ms|s|h|d|st|nd|rd|th|fold|bit|d)?$", re.IGNORECASE)
 _NUMBER_WORDS = {w: str(i) for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
@@ -89,6 +91,7 @@ def _canonical(number: str) -> str:
 def evidence_in(text: str) -> Evidence:
     """The numbers and rare terms a sentence states (markers and list numbering ignored)."""
     text = _LIST_ITEM.sub("", MARKER.sub(" ", text))
+    text = re.sub(r"(\d)(times|fold)\b", r"\1 \2", text)  # "1.69times" is the number 1.69
     terms = set()
     for token in _TOKEN.findall(text):
         bare = token.strip("^{}-")
@@ -127,8 +130,19 @@ class _Abstract:
                 return True
             if len(variant) >= 4 and re.sub(r"[\-^{}]", "", variant) in self.squashed:
                 return True
-        acronym = item.removesuffix("s")
-        return acronym.isalpha() and acronym.isupper() and 2 <= len(acronym) <= 6 and acronym.lower() in self.initials
+        # An acronym the abstract spells out: its capitals are the initials of consecutive words
+        # ("DNN": deep neural network, "ViT": vision transformer).
+        capitals = "".join(c for c in item.removesuffix("s") if c.isupper())
+        if item.removesuffix("s").isalpha() and 2 <= len(capitals) <= 6 and capitals.lower() in self.initials:
+            return True
+        # A compound of words the abstract has ("4-bit-quantized": 4-bit weights, quantized).
+        parts = [p for p in term.split("-") if p]
+        return len(parts) > 1 and all(self._has_part(p) for p in parts)
+
+    def _has_part(self, part: str) -> bool:
+        if part.isdigit():
+            return part in self.numbers
+        return len(part) < 2 or part[:6] in self.content or bool(re.search(r"(?<![a-z0-9])" + re.escape(part), self.lower))
 
 
 def _initials(text: str) -> set[str]:
@@ -170,8 +184,10 @@ def verify_sentences(
         sentence = _verdict(body, tuple(n for n in marker_numbers(piece) if n in papers), papers, sims, conf)
         if sentence.verdict != "unsupported" and sentence.citations and not _reports_a_number(body, sentence, papers):
             cited = set().union(*(papers[n].content for n in sentence.citations))
-            echoed = sorted((_content(body) & asked) - cited)
-            if len(echoed) >= conf.echo_words:
+            words = _content(body)
+            echoed = sorted((words & asked) - cited)
+            own = (words & cited) - asked  # what the sentence takes from its abstract and not from the question
+            if len(echoed) >= conf.echo_words and len(own) < 2:
                 sentence = replace(sentence, verdict="unsupported", reason="restates the question: "
                                    f"{', '.join(echoed[:5])} are in the question but not in {_refs(sentence.citations)}")
         checked.append(sentence)

@@ -84,3 +84,18 @@ def test_a_sentence_that_restates_the_question_instead_of_the_abstract_is_unsupp
         "Adding gradient noise cuts the error rate by 72% [2].", SOURCES, embed, CONF, question)
     assert echo.verdict == "unsupported" and "restates the question" in echo.reason and "magnet" in echo.reason
     assert reported.verdict == "supported"
+
+
+def test_the_prompt_shows_only_papers_close_to_the_best_numbered_first(sample_settings: Any) -> None:
+    from dataclasses import replace
+
+    from rag.services import get_services
+    from rag.steps import Draft, Parts, select_context
+
+    far, best, close = (replace(s, similarity=sim) for s, sim in zip(SOURCES, (0.30, 0.70, 0.62)))
+    ranked = [replace(best, number=1), replace(far, number=2), replace(close, number=3)]
+    services = get_services(sample_settings)
+    draft = select_context(Draft("q", ranked), Parts(sample_settings, services.embed_model, services.store))
+    assert [s.title for s in draft.context] == [best.title, close.title]  # 0.30 is more than 0.12 below 0.70
+    assert [s.number for s in draft.sources] == [1, 2, 3] and draft.sources[2].title == far.title
+    assert all(s.passages == (s.abstract,) for s in draft.context)  # whole abstracts within the word budget
