@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evals.gold import GoldQuestion
 from evals.harness import run_answers, summarize
@@ -21,6 +22,9 @@ from rag.services import get_services
 from rag.settings import Settings
 from rag.steps import POST_STEPS, PRE_STEPS
 
+if TYPE_CHECKING:
+    from llama_index.core.llms import LLM
+
 __all__ = ["ABLATED", "ablation_table", "run_ablation"]
 
 #: The steps switched off in turn (resolve_markers and compose always run; judge is off by default).
@@ -28,7 +32,7 @@ ABLATED: tuple[str, ...] = (*(s.name for s in PRE_STEPS if not s.required), "ret
                             *(s.name for s in POST_STEPS if not s.required and s.name != "judge"))
 _COLUMNS = (("citation_precision", "precision", "{:.3f}"), ("citation_recall", "recall", "{:.3f}"),
             ("wrong_abstention", "wrongful abstention", "{:.3f}"), ("abstention", "not-covered abstention", "{:.3f}"),
-            ("premise_corrected", "false premise corrected", "{:.3f}"),
+            ("premise_answered", "false premise answered", "{:.3f}"),
             ("unsupported_numbers", "unsupported numbers shown", "{:.0f}"), ("seconds_mean", "seconds", "{:.1f}"))
 
 
@@ -39,11 +43,19 @@ def run_ablation(
     replay: Path,
     abstracts: dict[str, str],
     key: Callable[[str, str], str],
+    model: LLM | None = None,
     echo: Callable[[str], None] = print,
 ) -> dict[str, dict[str, dict[str, float | None]]]:
-    """Summaries per row ("all steps", then "no <step>") and per part (dev, test)."""
-    backend = get_services(settings).backend
-    llm = ReplayLLM(backend.llm, backend.label, replay)
+    """Summaries per row ("all steps", then "no <step>") and per part (dev, test).
+
+    ``model`` answers instead of the configured backend (tests pass a scripted one).
+    """
+    if model is None:
+        backend = get_services(settings).backend
+        model, label = backend.llm, backend.label
+    else:
+        label = model.metadata.model_name
+    llm = ReplayLLM(model, label, replay)
     rows: dict[str, dict[str, dict[str, float | None]]] = {}
     for off in (None, *ABLATED):
         row = "all steps" if off is None else f"no {off}"

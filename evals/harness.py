@@ -190,6 +190,7 @@ def _score(
         "valid_citations": sum(checks),
         "checked_citations": len(checks),
         "facts_found": facts,
+        "premise_answered": (answered and bool(set(cited) & q.gold)) if q.kind == "false_premise" else None,
         "premise_corrected": (answered and bool(set(cited) & q.gold) and bool(facts))
         if q.kind == "false_premise" else None,
         "unsupported_numbers": [] if answer.abstained else unsupported_number_sentences(answer.text, whole),
@@ -255,7 +256,9 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, float | None]:
     summary["abstention"] = mean(float(r["abstained"]) for r in uncovered)
     summary["abstention_near_miss"] = mean(float(r["abstained"]) for r in uncovered if r.get("near_miss"))
     summary["wrong_abstention"] = mean(float(r["abstained"]) for r in answerable)
-    summary["premise_corrected"] = mean(float(r["premise_corrected"]) for r in records if r["kind"] == "false_premise")
+    premises = [r for r in records if r["kind"] == "false_premise"]
+    summary["premise_answered"] = mean(float(r.get("premise_answered") or False) for r in premises)
+    summary["premise_corrected"] = mean(float(r["premise_corrected"]) for r in premises)
     summary["premise_abstained"] = mean(float(r["abstained"]) for r in records if r["kind"] == "false_premise")
     summary["unsupported_numbers"] = float(sum(len(r["unsupported_numbers"]) for r in records))
     summary["echo"] = mean(float(r["echo"]) for r in records if r["echo"] is not None)

@@ -27,9 +27,10 @@ at a word boundary.
 Abstention: on out-of-scope questions, the share that abstain (higher is better);
 on answerable questions, the share that wrongly abstain (lower is better).
 
-False premise corrected: the share of false-premise questions whose answer cites
-the gold paper and states at least one of its facts (the paper's true value);
-abstaining or echoing the premise without the true value is not a correction.
+False premises: the share of false-premise questions answered (not abstained) from the
+gold paper, and the stricter share whose answer also states one of its facts (the
+paper's true value); an answer that echoes the premise without the true value passes
+the first and fails the second.
 
 Unsupported numbers: answer sentences (as shown) holding a number that occurs in
 none of the abstracts the sentence cites (whole abstracts, digits compared after

@@ -223,3 +223,21 @@ def test_replay_generates_a_prompt_once_and_replays_it_from_the_file(tmp_path: P
     again = ReplayLLM(scripted, "scripted", cache)  # a new run reads the file
     assert again.chat(ask_a).message.content == "First reply [1]." and again.counts == (1, 0)
     assert again.chat(ask_b).message.content == "Second reply [2]." and len(scripted.history) == 2
+
+
+def test_ablation_switches_each_step_off_in_turn_and_replays_generations(sample_settings, scripted, tmp_path) -> None:
+    from evals.ablation import ABLATED, ablation_table, run_ablation
+    from evals.gold import GoldQuestion
+
+    wavelet = "WaveMix: A Resource-efficient Neural Network for Image Analysis"
+    question = GoldQuestion("t1", "Which architecture mixes image tokens with a 2D wavelet transform?", "single",
+                            frozenset({title_key(wavelet)}), (wavelet,), ("wavelet",))
+    scripted.enqueue(*["WaveMix uses a 2D-DWT, a discrete wavelet transform, in its blocks [1]."] * 4)
+    rows = run_ablation(sample_settings, {"test": [question]}, replay=tmp_path / "gen.jsonl", abstracts={},
+                        key=lambda _pid, title: title_key(title), model=scripted, echo=lambda _: None)
+    assert list(rows) == ["all steps", *(f"no {step}" for step in ABLATED)]
+    assert rows["all steps"]["test"]["citation_precision"] == 1.0
+    # Only switching off context selection changes the prompt: two generations in all, the rest replayed.
+    assert len(scripted.history) == 2
+    table = ablation_table(rows)
+    assert table.splitlines()[0].startswith("| step off | precision (test) |") and "| no verify |" in table
