@@ -26,15 +26,18 @@ except ImportError:  # pragma: no cover - run from inside tests/
 
 pytestmark = pytest.mark.llm
 
+# Each question with the papers that answer it (any one of them cited passes): two
+# abstracts in the sample co-design deformable convolution for embedded FPGAs.
 EXPECTED = [
     ("Which architecture mixes image tokens with a 2D wavelet transform, and why?",
-     "WaveMix: A Resource-efficient Neural Network for Image Analysis"),
+     {"WaveMix: A Resource-efficient Neural Network for Image Analysis"}),
     ("Which papers let a segmentation model choose its encoder depth per image?",
-     "Efficient Transformer Encoders for Mask2Former-style models"),
+     {"Efficient Transformer Encoders for Mask2Former-style models"}),
     ("How much does adding gradient noise reduce the error rate on question answering?",
-     "Adding Gradient Noise Improves Learning for Very Deep Networks"),
+     {"Adding Gradient Noise Improves Learning for Very Deep Networks"}),
     ("How can deformable convolution be made efficient on embedded FPGAs?",
-     "Algorithm-hardware Co-design for Deformable Convolution"),
+     {"Algorithm-hardware Co-design for Deformable Convolution",
+      "CoDeNet: Efficient Deployment of Input-Adaptive Object Detection on Embedded FPGAs"}),
 ]
 
 
@@ -42,11 +45,11 @@ def _embedded_settings(sample_settings: Any) -> Any:
     return sample_settings.model_copy(update={"llm": sample_settings.llm.model_copy(update={"backend": "embedded"})})
 
 
-@pytest.mark.parametrize(("question", "title"), EXPECTED)
-def test_embedded_answers_cite_the_expected_paper(sample_settings: Any, question: str, title: str) -> None:
+@pytest.mark.parametrize(("question", "titles"), EXPECTED)
+def test_embedded_answers_cite_the_expected_paper(sample_settings: Any, question: str, titles: set[str]) -> None:
     answer = ask(question, settings=_embedded_settings(sample_settings))
     assert not answer.abstained, answer.text
-    assert title in answer.cited_titles(), (answer.text, answer.cited_titles())
+    assert titles & set(answer.cited_titles()), (answer.text, answer.cited_titles())
     retrieved = {s.paper_id for s in answer.sources}
     assert all(c.paper_id in retrieved for c in answer.citations)
     assert answer.model == "embedded:qwen2.5-coder-1.5b"
@@ -82,7 +85,7 @@ def test_ollama_backend_answers_through_the_real_client(sample_settings: Any, ol
     settings = sample_settings.model_copy(
         update={"llm": sample_settings.llm.model_copy(update={"backend": "ollama", "ollama_host": ollama_host})}
     )
-    question, title = EXPECTED[0]
+    question, (title,) = EXPECTED[0]
     answer = ask(question, settings=settings)
     assert answer.model == "ollama:qwen2.5:3b"
     assert title in answer.cited_titles(), answer.text
@@ -112,7 +115,28 @@ def test_openai_backend_against_a_real_openai_compatible_server(sample_settings:
             "openai_api_key": SecretStr(embedded.server_api_key),
         })}
     )
-    question, title = EXPECTED[0]
+    question, (title,) = EXPECTED[0]
     answer = ask(question, settings=settings)
     assert answer.model == "openai:default"
     assert title in answer.cited_titles(), answer.text
+
+
+def test_cli_json_carries_every_sentence_with_its_verdict(sample_settings: Any) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from ui.cli import cli
+
+    question, (title,) = EXPECTED[0]
+    result = CliRunner().invoke(cli, ["ask", question, "--json", "--backend", "embedded"],
+                                env={"PAPERCITE_DATA_DIR": str(sample_settings.data_dir)})
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert title in [c["title"] for c in answer["citations"]], answer["text"]
+    assert answer["sentences"] and all(s["verdict"] in ("supported", "corrected", "unsupported")
+                                       for s in answer["sentences"])
+    numbers = {s["number"] for s in answer["sources"]}
+    shown = [s for s in answer["sentences"] if s["shown"]]
+    assert shown and all(s["citations"] and set(s["citations"]) <= numbers for s in shown)
+    assert all(s["reason"] for s in answer["sentences"] if s["verdict"] != "supported")
