@@ -265,9 +265,9 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, float | None]:
     summary["abstention_near_miss"] = mean(float(r["abstained"]) for r in uncovered if r.get("near_miss"))
     summary["wrong_abstention"] = mean(float(r["abstained"]) for r in answerable)
     premises = [r for r in records if r["kind"] == "false_premise"]
-    summary["premise_answered"] = mean(float(r.get("premise_answered") or False) for r in premises)
+    summary["premise_answered"] = mean(float(r["premise_answered"]) for r in premises)
     summary["premise_corrected"] = mean(float(r["premise_corrected"]) for r in premises)
-    summary["premise_abstained"] = mean(float(r["abstained"]) for r in records if r["kind"] == "false_premise")
+    summary["premise_abstained"] = mean(float(r["abstained"]) for r in premises)
     summary["unsupported_numbers"] = float(sum(len(r["unsupported_numbers"]) for r in records))
     summary["echo"] = mean(float(r["echo"]) for r in records if r["echo"] is not None)
     for count in ("corrected", "corrected_right", "corrected_wrong", "removed_unsupported"):
