@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from evals.gold import GoldQuestion
 from evals.harness import run_answers, summarize
 from evals.replay import ReplayLLM
+from rag.errors import BadInput
 from rag.services import get_services
 from rag.settings import Settings
 from rag.steps import POST_STEPS, PRE_STEPS
@@ -33,7 +34,8 @@ ABLATED: tuple[str, ...] = (*(s.name for s in PRE_STEPS if not s.required), "ret
 _COLUMNS = (("citation_precision", "precision", "{:.3f}"), ("citation_recall", "recall", "{:.3f}"),
             ("wrong_abstention", "wrongful abstention", "{:.3f}"), ("abstention", "not-covered abstention", "{:.3f}"),
             ("premise_answered", "false premise answered", "{:.3f}"),
-            ("unsupported_numbers", "unsupported numbers shown", "{:.0f}"), ("seconds_mean", "seconds", "{:.1f}"))
+            ("unsupported_numbers", "unsupported numbers shown", "{:.0f}"), ("echo", "layout echoed", "{:.3f}"),
+            ("seconds_mean", "seconds", "{:.1f}"))
 
 
 def run_ablation(
@@ -44,12 +46,19 @@ def run_ablation(
     abstracts: dict[str, str],
     key: Callable[[str, str], str],
     model: LLM | None = None,
+    steps: Sequence[str] | None = None,
     echo: Callable[[str], None] = print,
 ) -> dict[str, dict[str, dict[str, float | None]]]:
     """Summaries per row ("all steps", then "no <step>") and per part (dev, test).
 
-    ``model`` answers instead of the configured backend (tests pass a scripted one).
+    ``model`` answers instead of the configured backend (tests pass a scripted one);
+    ``steps`` limits the rows to those steps (default: every step in :data:`ABLATED`).
+
+    Raises:
+        BadInput: a step that cannot be switched off.
     """
+    if unknown := sorted(set(steps or ()) - set(ABLATED)):
+        raise BadInput(f"--ablate-step {unknown[0]}: not a step that can be switched off; use one of {', '.join(ABLATED)}.")
     if model is None:
         backend = get_services(settings).backend
         model, label = backend.llm, backend.label
@@ -57,7 +66,7 @@ def run_ablation(
         label = model.metadata.model_name
     llm = ReplayLLM(model, label, replay)
     rows: dict[str, dict[str, dict[str, float | None]]] = {}
-    for off in (None, *ABLATED):
+    for off in (None, *(s for s in ABLATED if steps is None or s in steps)):
         row = "all steps" if off is None else f"no {off}"
         conf = settings.model_copy(update={"answer": settings.answer.model_copy(
             update={"skip": (*settings.answer.skip, off) if off else settings.answer.skip})})

@@ -41,6 +41,7 @@ def run_eval(
     limit: int | None = None,
     replay: Path | None = None,
     ablate: bool = False,
+    ablate_steps: Sequence[str] = (),
     retrieval_only: bool = False,
     support: bool = False,
     gate: bool = False,
@@ -57,7 +58,8 @@ def run_eval(
     ``limit`` takes that many questions of each part, spread evenly over the kinds.
     ``replay`` names a generation cache (:mod:`evals.replay`) for tuning and ablations;
     ``ablate`` answers every question once per step of the answer path switched off
-    (:mod:`evals.ablation`) and writes ``ablation-<set>.md`` instead of the report.
+    (:mod:`evals.ablation`; ``ablate_steps``: only those) and writes ``ablation-<set>.md``
+    instead of the report.
     The gate applies to the test part.
 
     Raises:
@@ -69,11 +71,11 @@ def run_eval(
     abstracts = {p.id: p.abstract for p in papers}
 
     run = EvalRun(gold_set if gold_set in ("bundled", "asreview", "scifact") else Path(gold_set).name)
-    if ablate:
+    if ablate or ablate_steps:
         from evals.ablation import ablation_table, run_ablation
 
         rows = run_ablation(settings, parts, replay=replay or out_dir / "generations.jsonl", abstracts=abstracts,
-                            key=key, echo=echo)
+                            key=key, steps=ablate_steps or None, echo=echo)
         table = ablation_table(rows)
         echo(table)
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -213,20 +213,23 @@ def _serve(settings: Any) -> None:
 @click.option("--backend", type=click.Choice(["auto", "ollama", "embedded", "openai"]), help="LLM backend for the answers.")
 @click.option("--ablate", is_flag=True, help="Answer once per answer step switched off and write ablation-<set>.md "
               "(uses --replay, by default OUT/generations.jsonl).")
+@click.option("--ablate-step", "ablate_steps", multiple=True, metavar="STEP",
+              help="With --ablate: only these steps off (repeatable), e.g. the cheap ones after generation.")
 @click.option("--retrieval-only", is_flag=True, help="No LLM: compare dense, BM25 and hybrid retrieval.")
 @click.option("--support", is_flag=True, help="Judge each answer sentence's support with the embedded LLM (slow).")
 @click.option("--gate", is_flag=True, help="Exit with 7 when a test-part metric misses the CI threshold.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("."),
               show_default=True, help="Where eval-report.md/.json/.png go.")
 def eval_command(gold_set: str, split: str, asreview_path: Path | None, scifact_dir: Path | None, limit: int | None,
-                 replay: Path | None, backend: str | None, ablate: bool, retrieval_only: bool, support: bool, gate: bool,
-                 out_dir: Path) -> None:
+                 replay: Path | None, backend: str | None, ablate: bool, ablate_steps: tuple[str, ...],
+                 retrieval_only: bool, support: bool, gate: bool, out_dir: Path) -> None:
     """Measure retrieval, citation accuracy and abstention against a gold set (dev and test side by side)."""
     from evals.run import run_eval
 
     passed = run_eval(_settings(backend), gold_set=gold_set, split=split, scifact_dir=scifact_dir,  # type: ignore[arg-type]
-                      asreview_path=asreview_path, limit=limit, replay=replay, ablate=ablate, retrieval_only=retrieval_only, support=support,
-                      gate=gate, out_dir=out_dir, echo=click.echo)
+                      asreview_path=asreview_path, limit=limit, replay=replay, ablate=ablate,
+                      ablate_steps=ablate_steps, retrieval_only=retrieval_only, support=support, gate=gate,
+                      out_dir=out_dir, echo=click.echo)
     if not passed:
         sys.exit(7)
 
