@@ -116,17 +116,29 @@ def name_gate(draft: Draft, parts: Parts) -> Draft:
 
     A name is a capitalised word after the first ("Adam") or a word mixing letters and
     digits ("MI300"). All-capital acronyms are not checked: users write "MRI" where an
-    abstract says "MR images".
+    abstract says "MR images". A name is found under any of its spellings: without its
+    hyphen or with one ("CIFAR10", "CIFAR-10"), with a space, or by its letter-digit
+    part alone ("H2-blocker" describes a drug an abstract calls an "H2-receptor antagonist").
     """
     missing = []
     for i, word in enumerate(_NAME.findall(draft.question)):
         word = word.removesuffix("'s").rstrip(".")
-        mixed = any(c.isdigit() for c in word) and any(c.isalpha() for c in word)
         capitalised = i > 0 and word[:1].isupper() and word[1:].islower() and len(word) > 2
-        looked_up = word.removesuffix("s") if capitalised else word
-        if (mixed or capitalised) and word not in _QUESTION_WORDS and not parts.store.contains_text(looked_up):
+        if not (_mixed(word) or capitalised) or word in _QUESTION_WORDS:
+            continue
+        spellings = [word.removesuffix("s") if capitalised else word]
+        if "-" in word:
+            spellings += [word.replace("-", ""), word.replace("-", " "), *filter(_mixed, word.split("-"))]
+        elif boundary := re.search(r"(?<=[A-Za-z])(?=\d)", word):  # "CIFAR10" written "CIFAR-10"
+            spellings += [word[: boundary.start()] + gap + word[boundary.start() :] for gap in ("-", " ")]
+        if not any(parts.store.contains_text(s) for s in spellings):
             missing.append(word)
     return draft.abstain(f"no stored abstract names {', '.join(missing)}") if missing else draft
+
+
+def _mixed(word: str) -> bool:
+    """A word of letters and digits together ("MI300", "GPT-4")."""
+    return any(c.isdigit() for c in word) and any(c.isalpha() for c in word)
 
 
 def select_context(draft: Draft, parts: Parts) -> Draft:

@@ -153,6 +153,9 @@ def test_a_question_naming_something_the_collection_never_mentions_abstains(samp
     parts = Parts(sample_settings, services.embed_model, services.store)
     assert "MI300" in name_gate(Draft("What do benchmarks show about the MI300 and WaveMix?", []), parts).why
     assert not name_gate(Draft("How do Transformers scale, and what is MRI-based GPT-4 use?", []), parts).abstained
+    # Names are found under another spelling ("CIFAR-10") or by their letter-digit part ("Mask2Former").
+    assert not name_gate(Draft("Which Mask2Former-based model is best on CIFAR10?", []), parts).abstained
+    assert "Zorblax-9" in name_gate(Draft("How does Zorblax-9 compare?", []), parts).why
 
 
 def test_focused_passages_keep_close_sources_whole_and_shorten_the_rest_within_the_budget(sample_settings: Any) -> None:
