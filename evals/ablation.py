@@ -34,7 +34,7 @@ ABLATED: tuple[str, ...] = (*(s.name for s in PRE_STEPS if not s.required), "ret
 _COLUMNS = (("citation_precision", "precision", "{:.3f}"), ("citation_recall", "recall", "{:.3f}"),
             ("wrong_abstention", "wrongful abstention", "{:.3f}"), ("abstention", "not-covered abstention", "{:.3f}"),
             ("premise_answered", "false premise answered", "{:.3f}"),
-            ("unsupported_numbers", "unsupported numbers shown", "{:.0f}"), ("echo", "layout echoed", "{:.3f}"),
+            ("unsupported_numbers", "unsupported numbers shown", "{:.0f}"), ("echo", "layout or title echoed", "{:.3f}"),
             ("seconds_mean", "seconds", "{:.1f}"))
 
 

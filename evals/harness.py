@@ -204,7 +204,7 @@ def _score(
         "unsupported_numbers": [] if answer.abstained else unsupported_number_sentences(answer.text, whole),
         "sentences": [asdict(s) for s in answer.sentences],
         **_corrections(q, answer, key),
-        "echo": echoes_scaffolding(answer.text) if not answer.abstained else None,
+        "echo": echoes_scaffolding(answer.text, [c.title for c in answer.citations]) if not answer.abstained else None,
         "support": support,
     }
 

@@ -192,6 +192,8 @@ def unsupported_number_sentences(text: str, abstracts: dict[int, str]) -> list[s
     return flagged
 
 
-def echoes_scaffolding(text: str) -> bool:
-    """True when the answer copies the prompt's layout ("Abstract [2] ...", 'from the paper "...')."""
-    return bool(_SCAFFOLD.search(text))
+def echoes_scaffolding(text: str, titles: Sequence[str] = ()) -> bool:
+    """True when the answer copies the prompt's layout ("Abstract [2] ...", 'from the paper "...'),
+    or writes out a cited paper's whole "Name: subtitle" title where its name would do (the badge
+    already carries the title)."""
+    return bool(_SCAFFOLD.search(text)) or any(":" in t and t.lower() in text.lower() for t in titles)

@@ -35,7 +35,7 @@ ROWS = [
     ("premise_corrected", "  ... and stating its true value (a gold fact)", "{:.3f}"),
     ("premise_abstained", "false premise abstained", "{:.3f}"),
     ("unsupported_numbers", "shown sentences with a number no cited abstract has", "{:.0f}"),
-    ("echo", "answers echoing the prompt's layout", "{:.3f}"),
+    ("echo", "answers echoing the prompt's layout or a whole title", "{:.3f}"),
     ("corrected", "citations verification corrected (sentences)", "{:.0f}"),
     ("corrected_right", "  moved onto a gold paper", "{:.0f}"),
     ("corrected_wrong", "  moved off a gold paper", "{:.0f}"),

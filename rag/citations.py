@@ -4,6 +4,8 @@
   keeps those that name a retrieved source and drops the rest from the text,
   counting them. A hostile abstract can make the model write ``[9]``; it can
   never make papercite show paper 9.
+- :func:`tidy_layout` turns the prompt's layout, when the model copies it
+  ("Abstract [2], from the paper \"...\", shows"), into a plain sentence.
 - :func:`split_sentences` splits answer and abstract text alike, a sentence keeping
   the markers that follow it.
 - :func:`is_abstention` recognises a reply that says the abstracts do not cover
@@ -25,6 +27,7 @@ __all__ = [
     "marker_numbers",
     "resolve_markers",
     "split_sentences",
+    "tidy_layout",
 ]
 
 MARKER = re.compile(r"\[\s*(\d+(?:\s*(?:,|;|-|–|and)\s*\d+)*)\s*\]")
@@ -89,6 +92,43 @@ def resolve_markers(text: str, sources: Sequence[Source]) -> ResolvedText:
     cleaned = re.sub(r"[ \t]+([.,;:!?])", r"\1", cleaned)  # "word [9]." -> "word."
     cleaned = re.sub(r"[ \t]{2,}", " ", cleaned).strip()
     return ResolvedText(cleaned, tuple(cited.values()), dropped)
+
+
+def short_name(title: str) -> str | None:
+    """What an answer calls a paper: the method name before a colon ("WaveMix"), when the title has one."""
+    head, sep, _ = title.partition(":")
+    return head.strip() if sep and 1 <= len(head.split()) <= 4 and len(head.strip()) >= 3 else None
+
+
+_FROM_PAPER = re.compile(r",?\s*(?:from|in) the (?:paper|study|article)\s*\"[^\"]{3,300}\"\s*,?", re.IGNORECASE)
+_ABSTRACT_REF = re.compile(r"\b(?:the\s+)?abstracts?\s*((?:\[\s*\d+\s*\](?:\s*(?:,|and|&)?\s*)?)+)", re.IGNORECASE)
+
+
+def tidy_layout(text: str, sources: Sequence[Source]) -> str:
+    """Rewrite the prompt's layout that small models copy into their answers.
+
+    ``Abstract [2] from the paper "INT2.1: ..." reduces memory`` becomes
+    ``INT2.1 [2] reduces memory`` (or ``The study [2] ...`` for a title without a
+    method name), and a full title with a method name becomes that name. The markers
+    stay where the model put them; verification moves them to the sentence's end.
+    """
+    by_number = {s.number: s for s in sources}
+    text = _FROM_PAPER.sub(" ", text)
+
+    def subject(match: re.Match[str]) -> str:
+        numbers = marker_numbers(match.group(1))
+        markers = "".join(f"[{n}]" for n in numbers)
+        if len(numbers) != 1 or numbers[0] not in by_number:
+            return f"these studies {markers} "
+        return f"{short_name(by_number[numbers[0]].title) or 'the study'} {markers} "
+
+    text = _ABSTRACT_REF.sub(subject, text)
+    text = re.sub(r"\b(study|paper|work|article|authors|review|trial)\s+(?:by|in|of|from)\s+(\[\d+\])", r"\1 \2", text)
+    for source in sources:
+        if (name := short_name(source.title)) and source.title in text:
+            text = text.replace(source.title, name)
+    text = re.sub(r"(^|[.!?]\s+|\n)([a-z])", lambda m: m.group(1) + m.group(2).upper(), text)  # sentence starts
+    return re.sub(r"[ \t]{2,}", " ", text).strip()
 
 
 _ABBREVIATION = re.compile(r"(?:\b(?:vs|cf|ca|approx|resp|Fig|Figs|Eq|No|Ref|al|e\.g|i\.e)|\b[A-Z])\.$")

@@ -167,7 +167,7 @@ class AnswerSettings(_Section):
 
     skip: tuple[str, ...] = Field(
         (),
-        description="Steps of the answer path to switch off, by name (gate, name_gate, select_context, retry, "
+        description="Steps of the answer path to switch off, by name (gate, select_context, retry, tidy, "
         "verify, judge, decide), e.g. '[\"gate\"]'. For measuring what each step is worth; "
         "resolve_markers and compose always run.",
     )

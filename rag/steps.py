@@ -1,6 +1,6 @@
 """The answer path as a short list of named steps, each with one job.
 
-    retrieve -> gate -> select_context -> generate (-> retry) -> resolve_markers -> verify -> judge
+    retrieve -> gate -> select_context -> generate (-> retry) -> resolve_markers -> tidy -> verify -> judge
     -> decide -> compose
 
 ``rag.answer.ask_stream`` runs them in that order on one :class:`Draft`. Retrieval
@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from rag.citations import MARKER, is_abstention, marker_numbers, resolve_markers, split_sentences
+from rag.citations import MARKER, is_abstention, marker_numbers, resolve_markers, split_sentences, tidy_layout
 from rag.judge import Judge
 from rag.prompt import ABSTAIN_TEXT
 from rag.retrieve import focus_passages
@@ -193,6 +193,11 @@ def resolve(draft: Draft, parts: Parts) -> Draft:
     return replace(draft, text=text, dropped=resolved.dropped)
 
 
+def tidy(draft: Draft, parts: Parts) -> Draft:
+    """Plain sentences instead of the prompt's layout ("Abstract [2] from the paper ...")."""
+    return replace(draft, text=tidy_layout(draft.text, draft.sources))
+
+
 def verify(draft: Draft, parts: Parts) -> Draft:
     """Check every sentence against the abstract it cites; move or reject citations (``rag.verify``)."""
     conf = parts.settings.answer
@@ -268,6 +273,7 @@ def _is_meta(sentence: Sentence) -> bool:
 PRE_STEPS: tuple[Step, ...] = (Step("gate", gate), Step("name_gate", name_gate), Step("select_context", select_context))
 POST_STEPS: tuple[Step, ...] = (
     Step("resolve_markers", resolve, required=True),
+    Step("tidy", tidy),
     Step("verify", verify),
     Step("judge", judge),
     Step("decide", decide),

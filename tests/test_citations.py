@@ -1,10 +1,10 @@
-"""Citation markers, sentence splitting and abstention detection, without any model."""
+"""Citation markers, the prompt-layout tidy-up and abstention detection, without any model."""
 
 from __future__ import annotations
 
 import pytest
 
-from rag.citations import is_abstention, resolve_markers, split_sentences
+from rag.citations import is_abstention, resolve_markers, split_sentences, tidy_layout
 from rag.types import Source
 
 SOURCES = [
@@ -47,6 +47,21 @@ def test_no_sources_means_no_citation_can_survive() -> None:
 
 def test_sentences_keep_their_trailing_markers() -> None:
     assert split_sentences("First claim. [1] Second claim [2]. Third.") == ["First claim. [1]", "Second claim [2].", "Third."]
+
+
+def test_the_prompt_layout_becomes_plain_sentences() -> None:
+    sources = [
+        Source(1, "p1", "ArchGym: An Open-Source Gymnasium", ("x",), 0.1),
+        Source(2, "p2", "INT2.1: Towards Fine-Tunable Quantized LLMs", ("x",), 0.1),
+        Source(3, "p3", "Adding Gradient Noise Improves Learning", ("x",), 0.1),
+    ]
+    assert tidy_layout('Abstract [1] from the paper "ArchGym: An Open-Source Gymnasium" runs 21K experiments.',
+                       sources) == "ArchGym [1] runs 21K experiments."
+    assert tidy_layout("[1] Abstract [2] cuts VRAM by 5.6 times.", sources) == "[1] INT2.1 [2] cuts VRAM by 5.6 times."
+    assert tidy_layout("Abstract [3] adds noise. abstracts [1] and [2] agree.", sources) == (
+        "The study [3] adds noise. These studies [1][2] agree.")
+    assert tidy_layout("INT2.1: Towards Fine-Tunable Quantized LLMs cuts memory [2].", sources) == "INT2.1 cuts memory [2]."
+    assert tidy_layout("It mixes tokens [1].", sources) == "It mixes tokens [1]."
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,10 @@ def test_scaffolding_echo_is_the_prompt_layout_not_a_citation() -> None:
     assert echoes_scaffolding("[1] Abstract [2] reduces memory.")
     assert echoes_scaffolding('The paper shows, from the paper "X", that...')
     assert not echoes_scaffolding("It reduces memory by 5.6 times [2].")
+    title = "N2N Learning: Network to Network Compression via Policy Gradient Reinforcement Learning"
+    assert echoes_scaffolding(f"{title} reports 10x compression [1].", [title])
+    assert not echoes_scaffolding("N2N Learning reports 10x compression [1].", [title])
+    assert not echoes_scaffolding("Adding Gradient Noise Improves Learning reports it [1].", ["Adding Gradient Noise"])
 
 
 def test_summary_counts_abstention_on_answerable_questions_as_a_miss() -> None:
