@@ -34,8 +34,8 @@ ABLATED: tuple[str, ...] = (*(s.name for s in PRE_STEPS if not s.required), "ret
 _COLUMNS = (("citation_precision", "precision", "{:.3f}"), ("citation_recall", "recall", "{:.3f}"),
             ("wrong_abstention", "wrongful abstention", "{:.3f}"), ("abstention", "not-covered abstention", "{:.3f}"),
             ("premise_answered", "false premise answered", "{:.3f}"),
-            ("unsupported_numbers", "unsupported numbers shown", "{:.0f}"), ("echo", "layout or title echoed", "{:.3f}"),
-            ("seconds_mean", "seconds", "{:.1f}"))
+            ("unsupported_numbers", "unsupported numbers shown", "{:.0f}"),
+            ("echo", "layout or title echoed", "{:.3f}"), ("seconds_mean", "seconds", "{:.1f}"))
 
 
 def run_ablation(
@@ -58,7 +58,8 @@ def run_ablation(
         BadInput: a step that cannot be switched off.
     """
     if unknown := sorted(set(steps or ()) - set(ABLATED)):
-        raise BadInput(f"--ablate-step {unknown[0]}: not a step that can be switched off; use one of {', '.join(ABLATED)}.")
+        raise BadInput(f"--ablate-step {unknown[0]}: not a step that can be switched off; "
+                       f"use one of {', '.join(ABLATED)}.")
     if model is None:
         backend = get_services(settings).backend
         model, label = backend.llm, backend.label

@@ -247,7 +247,8 @@ def test_ablation_switches_each_step_off_in_turn_and_replays_generations(sample_
     table = ablation_table(rows)
     assert table.splitlines()[0].startswith("| step off | precision (test) |") and "| no verify |" in table
     some = run_ablation(sample_settings, {"test": [question]}, replay=tmp_path / "gen.jsonl", abstracts={},
-                        key=lambda _pid, title: title_key(title), model=scripted, steps=("decide",), echo=lambda _: None)
+                        key=lambda _pid, title: title_key(title), model=scripted, steps=("decide",),
+                        echo=lambda _: None)
     assert list(some) == ["all steps", "no decide"] and len(scripted.history) == 2  # all replayed
     with pytest.raises(BadInput, match="--ablate-step generate"):
         run_ablation(sample_settings, {"test": [question]}, replay=tmp_path / "gen.jsonl", abstracts={},
