@@ -27,7 +27,9 @@ def _run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
         (("ask", "Which paper is about wavelets?"), None, 4, "papercite ingest"),
     ],
 )
-def test_bad_input_is_one_line_and_an_exit_code(args: tuple[str, ...], env: dict[str, str] | None, code: int, needle: str) -> None:
+def test_bad_input_is_one_line_and_an_exit_code(
+    args: tuple[str, ...], env: dict[str, str] | None, code: int, needle: str
+) -> None:
     exit_code, _out, err = _run(*args, env=env)
     assert exit_code == code
     lines = err.strip().splitlines()
@@ -48,7 +50,8 @@ def test_help_documents_exit_codes() -> None:
 def test_ingest_then_stats_and_config(tmp_path: Path) -> None:
     papers = tmp_path / "p.jsonl"
     papers.write_text(
-        json.dumps({"title": "Wavelet Token Mixing", "abstract": "A 2D wavelet transform mixes image tokens."}) + "\n{broken\n"
+        json.dumps({"title": "Wavelet Token Mixing", "abstract": "A 2D wavelet transform mixes image tokens."})
+        + "\n{broken\n"
     )
     code, out, err = _run("ingest", str(papers))
     assert code == 0 and "1 added" in out and "p.jsonl:2" in err

@@ -26,18 +26,32 @@ import pytest
 pytestmark = [pytest.mark.llm, pytest.mark.browser]
 
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
 ]
 WAVELET_Q = "Which architecture mixes image tokens with a 2D wavelet transform?"
 WAVELET_TITLE = "WaveMix: A Resource-efficient Neural Network for Image Analysis"
-HOSTILE_TITLE = "Glowfly <script>window.__pwned = 1</script> routing <img src=x onerror=\"window.__pwned = 2\">"
+HOSTILE_TITLE = 'Glowfly <script>window.__pwned = 1</script> routing <img src=x onerror="window.__pwned = 2">'
 UPLOAD = [
-    {"title": HOSTILE_TITLE, "abstract": "Glowfly routing sends packets through swarms of light-emitting drones. "
-     "Each drone relays packets by blinking, reaching 40 kilobits per second over 300 meters at night.",
-     "year": 2025, "authors": ["Ines Okafor"]},
-    {"title": "Tidal batteries for island grids", "abstract": "We store island grid energy in tidal lagoons "
-     "and release it through turbines, smoothing solar output across the day.", "year": 2024},
+    {
+        "title": HOSTILE_TITLE,
+        "abstract": "Glowfly routing sends packets through swarms of light-emitting drones. "
+        "Each drone relays packets by blinking, reaching 40 kilobits per second over 300 meters at night.",
+        "year": 2025,
+        "authors": ["Ines Okafor"],
+    },
+    {
+        "title": "Tidal batteries for island grids",
+        "abstract": "We store island grid energy in tidal lagoons "
+        "and release it through turbines, smoothing solar output across the day.",
+        "year": 2024,
+    },
     {"title": "A record without its abstract"},
 ]
 TIMES: list[dict[str, Any]] = []
@@ -95,8 +109,9 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any, page_url: str) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000},
-                                  permissions=["clipboard-read", "clipboard-write"])
+    context = browser.new_context(
+        viewport={"width": 1400, "height": 1000}, permissions=["clipboard-read", "clipboard-write"]
+    )
     page = context.new_page()
     page.goto(page_url)
     page.wait_for_function("document.querySelector('#pc-collection')?.innerText.includes('papers')")
@@ -114,9 +129,12 @@ def _ask(page: Any, question: str) -> dict[str, Any]:
     started = time.perf_counter()
     page.press("#pc-question textarea", "Enter")
     last = f"[...document.querySelectorAll('#pc-chat [data-testid=bot]')].slice({before}).at(-1)"
-    page.wait_for_function(f"() => {{ const m = {last}; return m !== undefined && "
-                           "((m.innerText.includes('▌') && m.innerText.length > 3) || m.querySelector('.pc-meta') !== null); }",
-                           polling=50, timeout=180_000)
+    page.wait_for_function(
+        f"() => {{ const m = {last}; return m !== undefined && "
+        "((m.innerText.includes('▌') && m.innerText.length > 3) || m.querySelector('.pc-meta') !== null); }",
+        polling=50,
+        timeout=180_000,
+    )
     first = time.perf_counter() - started
     page.wait_for_function(f"() => {last}?.querySelector('.pc-meta') != null", polling=50, timeout=180_000)
     timing = {"question": question, "first_words_s": first, "full_answer_s": time.perf_counter() - started}

@@ -82,8 +82,10 @@ def test_uploads_stay_in_gradios_temp_dir_and_are_capped(tmp_path: Path) -> None
     url = launch(app, settings, port=_free_port(), block=False)
     try:
         with httpx.Client(base_url=url, timeout=30) as client:
-            sneaky = client.post("/gradio_api/upload",
-                                 files={"files": ("../../../../tmp/escape.jsonl", b'{"title": "A", "abstract": "B"}\n')})
+            sneaky = client.post(
+                "/gradio_api/upload",
+                files={"files": ("../../../../tmp/escape.jsonl", b'{"title": "A", "abstract": "B"}\n')},
+            )
             assert sneaky.status_code == 200
             (stored,) = sneaky.json()
             assert ".." not in Path(stored).parts and Path(stored).name == "escape.jsonl"
@@ -91,8 +93,10 @@ def test_uploads_stay_in_gradios_temp_dir_and_are_capped(tmp_path: Path) -> None
             big = client.post("/gradio_api/upload", files={"files": ("big.jsonl", b"x" * 1_500_000)})
             assert big.status_code == 413, big.text  # over PAPERCITE_SERVE__MAX_UPLOAD_MB, refused before it is stored
             # A program naming a file on the server instead of uploading one is refused by Gradio.
-            call = client.post("/gradio_api/call/upload",
-                               json={"data": [[{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}]]})
+            call = client.post(
+                "/gradio_api/call/upload",
+                json={"data": [[{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}]]},
+            )
             if call.status_code == 200:
                 event = call.json()["event_id"]
                 result = client.get(f"/gradio_api/call/upload/{event}").text

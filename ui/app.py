@@ -47,7 +47,9 @@ __all__ = ["CSS", "UPLOAD_TYPES", "build_app", "launch", "page_message", "warm_u
 log = logging.getLogger(__name__)
 
 UPLOAD_TYPES = [".jsonl", ".json", ".csv", ".tsv", ".bib", ".txt", ".gz"]
-NO_SOURCES = '<div class="pc-sources"><p class="pc-empty">Ask a question: the papers behind the answer appear here.</p></div>'
+NO_SOURCES = (
+    '<div class="pc-sources"><p class="pc-empty">Ask a question: the papers behind the answer appear here.</p></div>'
+)
 CSS = """
 .pc-cite { display: inline-block; padding: 0 .35em; margin: 0 .1em; border-radius: .6em;
   background: #dbeafe; color: #1e3a8a; font-size: .85em; font-weight: 600; cursor: help; }
@@ -71,8 +73,10 @@ CSS = """
 def page_message(exc: PaperciteError, settings: Settings, *uploads: str) -> str:
     """``exc``'s message for the page: no path on the server in it (uploads shown by file name)."""
     if isinstance(exc, IndexEmpty):
-        return ("The collection is empty: upload papers in the Collection panel, or run "
-                "`papercite ingest --sample` for the bundled 84 papers.")
+        return (
+            "The collection is empty: upload papers in the Collection panel, or run "
+            "`papercite ingest --sample` for the bundled 84 papers."
+        )
     text = str(exc)
     for upload in uploads:
         text = text.replace(str(upload), display_name(upload))
@@ -88,8 +92,12 @@ def build_app(settings: Settings) -> gr.Blocks:
 
     def collection_view() -> tuple[str, Any]:
         stats = services.store.stats()
-        panel = collection_markdown(stats.papers, stats.chunks, stats.embedding_model,
-                                    default_llm or "none: install papercite[embedded] or start Ollama")
+        panel = collection_markdown(
+            stats.papers,
+            stats.chunks,
+            stats.embedding_model,
+            default_llm or "none: install papercite[embedded] or start Ollama",
+        )
         examples = example_questions(services.store.titles())
         return panel, gr.Dataset(samples=[[q] for q in examples], visible=bool(examples))
 
@@ -100,10 +108,17 @@ def build_app(settings: Settings) -> gr.Blocks:
             raise gr.Error(page_message(exc, settings), print_exception=False) from None
 
     def respond(
-        question: str, history: list[dict[str, Any]], turns: dict[int, tuple[str, str]], top_k: int, llm_label: str | None,
+        question: str,
+        history: list[dict[str, Any]],
+        turns: dict[int, tuple[str, str]],
+        top_k: int,
+        llm_label: str | None,
     ) -> Iterator[tuple[Any, ...]]:
-        history = [*history, {"role": "user", "content": question},
-                   {"role": "assistant", "content": "*Searching the collection…*"}]
+        history = [
+            *history,
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": "*Searching the collection…*"},
+        ]
         yield history, gr.skip(), gr.skip(), gr.skip()
         llm = choices.get(llm_label or "")
         session = settings if llm is None else settings.model_copy(update={"llm": llm})
@@ -149,8 +164,10 @@ def build_app(settings: Settings) -> gr.Blocks:
             name = display_name(path)
             size = Path(path).stat().st_size
             if size > max_bytes:
-                refusal = (f"{size / 1e6:.1f} MB is over the {settings.serve.max_upload_mb:g} MB limit: "
-                           "ingest it with `papercite ingest FILE`, or raise PAPERCITE_SERVE__MAX_UPLOAD_MB.")
+                refusal = (
+                    f"{size / 1e6:.1f} MB is over the {settings.serve.max_upload_mb:g} MB limit: "
+                    "ingest it with `papercite ingest FILE`, or raise PAPERCITE_SERVE__MAX_UPLOAD_MB."
+                )
                 rows.append((name, refusal))
                 continue
 
@@ -168,22 +185,31 @@ def build_app(settings: Settings) -> gr.Blocks:
         return (upload_report_markdown(rows), *collection_view(), None)
 
     with gr.Blocks(title="papercite", fill_width=True) as app:
-        gr.Markdown("## papercite\nAnswers from your collection of paper abstracts, every claim cited. "
-                    "Runs on this machine.")
+        gr.Markdown(
+            "## papercite\nAnswers from your collection of paper abstracts, every claim cited. Runs on this machine."
+        )
         turns = gr.State({})
         pending = gr.State("")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
                 chatbot = gr.Chatbot(
-                    label="Chat", elem_id="pc-chat", height=520, buttons=["copy"],
-                    feedback_options=None, group_consecutive_messages=False,
+                    label="Chat",
+                    elem_id="pc-chat",
+                    height=520,
+                    buttons=["copy"],
+                    feedback_options=None,
+                    group_consecutive_messages=False,
                     placeholder="Ask about the papers in your collection. Every sentence of an answer "
-                                "cites the abstract it comes from.",
+                    "cites the abstract it comes from.",
                 )
                 with gr.Row():
                     question = gr.Textbox(
-                        show_label=False, placeholder="e.g. Which papers make LLM inference cheaper?",
-                        elem_id="pc-question", scale=6, max_lines=4, submit_btn=False,
+                        show_label=False,
+                        placeholder="e.g. Which papers make LLM inference cheaper?",
+                        elem_id="pc-question",
+                        scale=6,
+                        max_lines=4,
+                        submit_btn=False,
                     )
                     ask_button = gr.Button("Ask", variant="primary", elem_id="pc-ask", scale=1)
                 examples = gr.Dataset(components=[question], samples=[], label="Try", elem_id="pc-examples")
@@ -191,7 +217,10 @@ def build_app(settings: Settings) -> gr.Blocks:
                     copy_button = gr.Button("Copy answer with references", elem_id="pc-copy", size="sm")
                     clear_button = gr.Button("Clear chat", elem_id="pc-clear", size="sm")
                 copy_box = gr.Textbox(
-                    label="Answer with references", lines=4, interactive=False, buttons=["copy"],
+                    label="Answer with references",
+                    lines=4,
+                    interactive=False,
+                    buttons=["copy"],
                     elem_id="pc-copy-text",
                 )
             with gr.Column(scale=2):
@@ -201,22 +230,37 @@ def build_app(settings: Settings) -> gr.Blocks:
                     collection = gr.Markdown(elem_id="pc-collection")
                     files = gr.File(
                         label=f"Add papers: JSONL, CSV, BibTeX or page text (up to {settings.serve.max_upload_mb:g} MB each)",
-                        file_count="multiple", file_types=UPLOAD_TYPES, elem_id="pc-upload",
+                        file_count="multiple",
+                        file_types=UPLOAD_TYPES,
+                        elem_id="pc-upload",
                     )
                     report = gr.Markdown(elem_id="pc-report")
                 with gr.Accordion("Settings", open=False):
-                    top_k = gr.Slider(1, 15, value=settings.retrieval.top_papers, step=1,
-                                      label="Papers to retrieve", elem_id="pc-top-k")
+                    top_k = gr.Slider(
+                        1,
+                        15,
+                        value=settings.retrieval.top_papers,
+                        step=1,
+                        label="Papers to retrieve",
+                        elem_id="pc-top-k",
+                    )
                     llm = gr.Dropdown(
-                        choices=list(choices), value=default_llm, label="Model",
-                        visible=len(choices) > 1, elem_id="pc-llm",
+                        choices=list(choices),
+                        value=default_llm,
+                        label="Model",
+                        visible=len(choices) > 1,
+                        elem_id="pc-llm",
                     )
 
         app.load(collection_view, outputs=[collection, examples], api_visibility="private")
         examples.click(lambda sample: sample[0], inputs=examples, outputs=question, api_visibility="private")
         gr.on(
-            [question.submit, ask_button.click], check_question, inputs=question, outputs=[question, pending],
-            concurrency_limit=None, api_visibility="private",
+            [question.submit, ask_button.click],
+            check_question,
+            inputs=question,
+            outputs=[question, pending],
+            concurrency_limit=None,
+            api_visibility="private",
         ).success(
             respond,
             inputs=[pending, chatbot, turns, top_k, llm],
@@ -226,11 +270,18 @@ def build_app(settings: Settings) -> gr.Blocks:
             api_visibility="private",  # programs use the /ask endpoint below
         )
         chatbot.select(show_turn, inputs=turns, outputs=[sources, copy_box], api_visibility="private")
-        clear_button.click(lambda: ([], {}, NO_SOURCES, ""), outputs=[chatbot, turns, sources, copy_box],
-                           api_visibility="private")
+        clear_button.click(
+            lambda: ([], {}, NO_SOURCES, ""), outputs=[chatbot, turns, sources, copy_box], api_visibility="private"
+        )
         copy_button.click(None, inputs=copy_box, js="(text) => { if (text) navigator.clipboard.writeText(text); }")
-        files.upload(upload, inputs=files, outputs=[report, collection, examples, files],
-                     concurrency_limit=1, concurrency_id="ingest", api_name="upload")
+        files.upload(
+            upload,
+            inputs=files,
+            outputs=[report, collection, examples, files],
+            concurrency_limit=1,
+            concurrency_id="ingest",
+            api_name="upload",
+        )
         # The same answers for programs (gradio_client, curl): waits in the same queue as the chat.
         gr.api(api_ask, api_name="ask", concurrency_limit=settings.serve.concurrency, concurrency_id="answer")
     return app

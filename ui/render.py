@@ -79,8 +79,9 @@ def answer_markdown(answer: Answer) -> str:
         )
     titles = {c.number: c.title for c in answer.citations}
     if not answer.sentences:  # an Answer built by hand, without verification
-        body = _badges(html.escape(answer.text, quote=False), titles, dashed={c.number for c in answer.citations
-                                                                               if c.attributed})
+        body = _badges(
+            html.escape(answer.text, quote=False), titles, dashed={c.number for c in answer.citations if c.attributed}
+        )
         return f"{body}\n\n{_meta_line(answer)}"
     parts = []
     for sentence in (s for s in answer.sentences if s.shown):
@@ -108,10 +109,12 @@ def _badges(escaped: str, titles: dict[int, str], dashed: set[int], reason: str 
 def _removed(sentences: Sequence[Sentence]) -> str:
     if not sentences:
         return ""
-    items = "".join(f"<li>{html.escape(_CITE.sub('', s.text).strip())} <i>({html.escape(s.reason)})</i></li>"
-                    for s in sentences)
+    items = "".join(
+        f"<li>{html.escape(_CITE.sub('', s.text).strip())} <i>({html.escape(s.reason)})</i></li>" for s in sentences
+    )
     label = f"{len(sentences)} sentence{'s' if len(sentences) > 1 else ''} left out: no retrieved abstract supports"
-    return f'\n\n<details class="pc-removed"><summary>{label} {"them" if len(sentences) > 1 else "it"}</summary><ul>{items}</ul></details>'
+    them = "them" if len(sentences) > 1 else "it"
+    return f'\n\n<details class="pc-removed"><summary>{label} {them}</summary><ul>{items}</ul></details>'
 
 
 def _meta_line(answer: Answer) -> str:
@@ -121,7 +124,9 @@ def _meta_line(answer: Answer) -> str:
     parts.append(f"{answer.timings.total:.1f} s in all")
     if answer.notice:
         parts.append(html.escape(answer.notice))
-    if any(c.attributed for c in answer.citations) or any(s.verdict == "corrected" for s in answer.sentences if s.shown):
+    if any(c.attributed for c in answer.citations) or any(
+        s.verdict == "corrected" for s in answer.sentences if s.shown
+    ):
         parts.append("dashed badges: citations papercite checked and moved or added (hover for why)")
     return f'<span class="pc-meta">{" · ".join(parts)}</span>'
 
