@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import get_args
 
+import click
 import pytest
 from click.testing import CliRunner
 
+from rag.settings import LLMBackend
 from ui.cli import cli
 
 
@@ -40,6 +43,20 @@ def test_bad_input_is_one_line_and_an_exit_code(
 def test_unknown_backend_option_is_a_usage_error() -> None:
     exit_code, _out, err = _run("ask", "x", "--backend", "nope")
     assert exit_code == 2 and "nope" in err
+
+
+def test_every_backend_option_offers_the_backends_settings_accept() -> None:
+    def options(group: click.Group) -> list[click.Parameter]:
+        found = []
+        for command in group.commands.values():
+            found += [p for p in command.params if p.name == "backend"]
+            if isinstance(command, click.Group):
+                found += options(command)
+        return found
+
+    backends = options(cli)
+    assert len(backends) == 3  # ask, eval, bench answer
+    assert all(list(p.type.choices) == list(get_args(LLMBackend)) for p in backends)  # type: ignore[attr-defined]
 
 
 def test_help_documents_exit_codes() -> None:

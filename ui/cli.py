@@ -12,11 +12,12 @@ import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import click
 
 from rag.errors import BadInput, IndexEmpty, LLMUnavailable, PaperciteError, StoreError
+from rag.settings import LLMBackend
 
 EXIT_CODES: dict[type[PaperciteError], int] = {
     BadInput: 3,  # includes EmptyQuestion
@@ -24,6 +25,8 @@ EXIT_CODES: dict[type[PaperciteError], int] = {
     LLMUnavailable: 5,
     StoreError: 6,
 }
+# The --backend choices: the values PAPERCITE_LLM__BACKEND accepts, so the two cannot drift apart.
+LLM_BACKENDS = click.Choice(get_args(LLMBackend))
 EXIT_HELP = """Exit codes: 0 success; 1 unexpected failure; 2 wrong command-line usage;
 3 bad input (empty question, unreadable file, invalid setting); 4 the collection is
 empty; 5 the LLM backend cannot answer; 6 the store cannot be opened, is busy with
@@ -97,9 +100,7 @@ def ingest(paths: tuple[Path, ...], fmt: str | None, sample: bool) -> None:
 @click.argument("question")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole answer as JSON.")
 @click.option("--top-k", type=click.IntRange(1, 50), help="How many papers to give the model.")
-@click.option(
-    "--backend", type=click.Choice(["auto", "ollama", "embedded", "openai"]), help="LLM backend for this answer."
-)
+@click.option("--backend", type=LLM_BACKENDS, help="LLM backend for this answer.")
 @click.option("--judge", is_flag=True, help="Also have the LLM judge each sentence against its abstracts (slow).")
 def ask(question: str, as_json: bool, top_k: int | None, backend: str | None, judge: bool) -> None:
     """Answer QUESTION from the collection, citing paper titles; every sentence is checked against its abstract."""
@@ -247,9 +248,7 @@ def _serve(settings: Any) -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Generation cache (JSONL) for tuning and ablations: a prompt seen before is not generated again.",
 )
-@click.option(
-    "--backend", type=click.Choice(["auto", "ollama", "embedded", "openai"]), help="LLM backend for the answers."
-)
+@click.option("--backend", type=LLM_BACKENDS, help="LLM backend for the answers.")
 @click.option(
     "--ablate",
     is_flag=True,
@@ -410,9 +409,7 @@ def bench_retrieve_command(corpus: Path | None, million: bool, repeats: int) -> 
 @click.option(
     "--askers", default="1,4,16", show_default=True, help="Concurrent askers to time, comma-separated; empty to skip."
 )
-@click.option(
-    "--backend", type=click.Choice(["auto", "ollama", "embedded", "openai"]), default="embedded", show_default=True
-)
+@click.option("--backend", type=LLM_BACKENDS, default="embedded", show_default=True)
 def bench_answer_command(limit: int, askers: str, backend: str) -> None:
     """Time to first token and full answer (p50/p95) with the model loaded, a cold `papercite ask`, and concurrency."""
     from evals.bench import bench_answers, bench_cold_ask, bench_concurrency
