@@ -1,6 +1,9 @@
 """Reading paper files into the store.
 
+Example::
+
     from ingest import ingest_path
+
     report = ingest_path("my-library.bib")
     print(report.summary())
 """
@@ -12,7 +15,6 @@ from ingest.pipeline import IngestReport, ingest_papers, ingest_path
 from ingest.readers import read_papers
 
 __all__ = [
-    "SAMPLE_CORPUS",
     "IngestReport",
     "Paper",
     "Problem",
@@ -29,6 +31,3 @@ def sample_corpus() -> Path:
     """Path of the bundled sample: a saved page of 84 trending ML/systems papers."""
     packaged = Path(__file__).parent / "_sample" / "trending-papers.txt"  # in a wheel
     return packaged if packaged.exists() else Path(__file__).parent.parent / "data" / "trending-papers.txt"
-
-
-SAMPLE_CORPUS = sample_corpus()

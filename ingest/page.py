@@ -16,7 +16,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from ingest.papers import Paper, Problem, ReadResult, paper_id
+from ingest.papers import ReadResult
+from ingest.records import Collector
 
 __all__ = ["TITLE_MAX_CHARS", "parse_page"]
 
@@ -87,36 +88,28 @@ def parse_page(text: str, name: str) -> ReadResult:
         problem for each title without an abstract, each abstract without a title and
         each repeated paper.
     """
-    result = ReadResult()
-    first_line_of: dict[str, int] = {}
+    collector = Collector(name)
     # The title waiting for its abstract: (line, title, abstract paragraphs so far).
     current: tuple[int, str, list[str]] | None = None
-
-    def finish(entry: tuple[int, str, list[str]]) -> None:
-        """Emit the pending title as a paper, or as a problem if it has no abstract or repeats."""
-        line, title, parts = entry
-        location = f"{name}:{line}"
-        if not parts:
-            result.problems.append(Problem(location, f"title {_quote(title)} has no abstract after it"))
-            return
-        pid = paper_id(title)
-        if pid in first_line_of:
-            result.problems.append(Problem(location, f"duplicate of line {first_line_of[pid]}"))
-            return
-        first_line_of[pid] = line
-        result.papers.append(Paper(id=pid, title=title, abstract=" ".join(parts), origin=location))
-
     for line, paragraph in _paragraphs(text):
         if _is_chrome(paragraph):
             continue
         if _is_title(paragraph):
             if current is not None:
-                finish(current)
+                _add_paper(collector, *current)
             current = (line, paragraph, [])
         elif current is not None:
             current[2].append(paragraph)
         else:
-            result.problems.append(Problem(f"{name}:{line}", "abstract paragraph has no title before it"))
+            collector.problem(line, "abstract paragraph has no title before it")
     if current is not None:
-        finish(current)
-    return result
+        _add_paper(collector, *current)
+    return collector.result
+
+
+def _add_paper(collector: Collector, line: int, title: str, abstract_parts: list[str]) -> None:
+    """Hand a title and its abstract to the collector, or report the title if no abstract followed it."""
+    if abstract_parts:
+        collector.add(line, {"title": title, "abstract": " ".join(abstract_parts)})
+    else:
+        collector.problem(line, f"title {_quote(title)} has no abstract after it")

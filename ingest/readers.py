@@ -6,6 +6,10 @@ cannot be used at all raises :class:`rag.errors.BadInput` with a one-line messag
 a bad record inside a usable file becomes a :class:`Problem` and the rest still
 goes in. Every ``parse_*`` function takes text and a file name, so tests and
 callers holding text in memory need no file.
+
+The saved-page and BibTeX readers live in :mod:`ingest.page` and :mod:`ingest.bibtex`
+(and are importable from here too); every reader hands its records to
+:class:`ingest.records.Collector`, which turns them into papers and problems.
 """
 
 from __future__ import annotations
@@ -15,20 +19,15 @@ import csv
 import gzip
 import io
 import json
-import logging
 import re
-import unicodedata
 import zlib
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import bibtexparser
-from bibtexparser import model as bibmodel
-from bibtexparser.middlewares.names import parse_single_name_into_parts, split_multiple_persons_names
-
+from ingest.bibtex import parse_bibtex
 from ingest.page import parse_page
-from ingest.papers import Paper, Problem, ReadResult, paper_id
+from ingest.papers import Problem, ReadResult
+from ingest.records import Collector
 from rag.errors import BadInput
 
 __all__ = ["FORMATS", "parse_bibtex", "parse_csv", "parse_json", "parse_jsonl", "parse_page", "read_papers"]
@@ -44,11 +43,6 @@ _FORMAT_OF_SUFFIX = {
     ".bib": "bibtex", ".bibtex": "bibtex",
 }  # fmt: skip
 _SUFFIXES = ", ".join(_FORMAT_OF_SUFFIX)
-
-_ARXIV_ID = re.compile(r"(?:arxiv:)?\d{4}\.\d{4,5}(?:v\d+)?", re.IGNORECASE)
-_DOI_LIKE = re.compile(r"(?:https?://(?:dx\.)?doi\.org/|doi:\s*)?10\.", re.IGNORECASE)
-_AUTHOR_SEPARATOR = re.compile(r"\s*;\s*|\s+and\s+")
-_YEAR = re.compile(r"\d{1,4}(?:\.0+)?")
 
 
 def read_papers(path: str | Path, format: str | None = None) -> ReadResult:
@@ -140,118 +134,9 @@ def _read_text(path: Path, fmt: str, *, gz: bool) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-class _Skip(Exception):
-    """A record cannot become a paper; the message is the problem's reason."""
-
-
-class _Collector:
-    """Turns the raw records of one file into papers, problems and duplicate reports."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.result = ReadResult()
-        self._first_line: dict[str, int] = {}
-
-    def problem(self, line: int, reason: str) -> None:
-        """Record that the record starting at ``line`` was skipped."""
-        self.result.problems.append(Problem(f"{self.name}:{line}", reason))
-
-    def add(self, line: int, fields: Mapping[str, object]) -> None:
-        """Build a paper from a record's fields; skip it as a problem if it is bad or seen before."""
-        try:
-            paper = _paper_from(fields, f"{self.name}:{line}")
-        except _Skip as err:
-            self.problem(line, str(err))
-            return
-        if paper.id in self._first_line:
-            self.problem(line, f"duplicate of line {self._first_line[paper.id]}")
-            return
-        self._first_line[paper.id] = line
-        self.result.papers.append(paper)
-
-
-def _text_field(fields: Mapping[str, object], key: str) -> str:
-    """Return a required text field, whitespace collapsed."""
-    value = fields.get(key)
-    if value is None:
-        raise _Skip(f"no {key} field")
-    if not isinstance(value, str):
-        raise _Skip(f"{key} must be a string, got {type(value).__name__}")
-    collapsed = " ".join(value.split())
-    if not collapsed:
-        raise _Skip(f"empty {key}")
-    return collapsed
-
-
-def _optional_str(fields: Mapping[str, object], key: str) -> str | None:
-    """Return an optional string field stripped, or None when absent or blank."""
-    value = fields.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise _Skip(f"{key} must be a string, got {type(value).__name__}")
-    return value.strip() or None
-
-
-def _authors(value: object) -> tuple[str, ...]:
-    """Return author names from a list of strings or one string joined by ';' or ' and '."""
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        names: list[object] = _AUTHOR_SEPARATOR.split(value)
-    elif isinstance(value, list):
-        names = value
-    else:
-        raise _Skip(f"authors must be a list of strings or a string, got {type(value).__name__}")
-    if not all(isinstance(n, str) for n in names):
-        raise _Skip("authors must be a list of strings")
-    return tuple(c for n in names if (c := " ".join(str(n).split())))
-
-
-def _year(value: object) -> int | None:
-    """Return the year as an int; integral floats and '2020.0' pass, since spreadsheets write them."""
-    if isinstance(value, str):
-        value = value.strip() or None
-    if value is None:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and _YEAR.fullmatch(value):
-        return int(value.split(".")[0])
-    raise _Skip(f"year must be an integer, got {value!r}")
-
-
-def _paper_from(fields: Mapping[str, object], origin: str) -> Paper:
-    """Build a paper from a record's fields (title, abstract, authors, year, url, doi, arxiv_id, id)."""
-    title = _text_field(fields, "title")
-    abstract = _text_field(fields, "abstract")
-    doi = _optional_str(fields, "doi")
-    arxiv_id = _optional_str(fields, "arxiv_id")
-    # A generic "id" is only trusted when it is recognizably an arXiv id or a DOI;
-    # anything else (a row number, a database key) would not match across files.
-    other = fields.get("id")
-    if isinstance(other, str) and not (doi or arxiv_id):
-        other = other.strip()
-        if _ARXIV_ID.fullmatch(other):
-            arxiv_id = other
-        elif _DOI_LIKE.match(other):
-            doi = other
-    return Paper(
-        id=paper_id(title, doi=doi, arxiv_id=arxiv_id),
-        title=title,
-        abstract=abstract,
-        authors=_authors(fields.get("authors")),
-        year=_year(fields.get("year")),
-        url=_optional_str(fields, "url"),
-        origin=origin,
-    )
-
-
 def parse_jsonl(text: str, name: str) -> ReadResult:
     """Read papers from JSON Lines: one object per line; blank lines are skipped."""
-    collector = _Collector(name)
+    collector = Collector(name)
     lines = text.split("\n")
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -323,8 +208,8 @@ def parse_json(text: str, name: str) -> ReadResult:
         start = _papers_value_offset(text)
     else:
         got = f"an object with keys {sorted(document)[:5]}" if isinstance(document, dict) else _json_kind(document)
-        raise BadInput(f"{name} holds {got}: expected a JSON array of paper objects or {{\"papers\": [...]}}.")
-    collector = _Collector(name)
+        raise BadInput(f'{name} holds {got}: expected a JSON array of paper objects or {{"papers": [...]}}.')
+    collector = Collector(name)
     line, counted = 1, 0
     for offset, record in _array_items(text, start):
         line += text.count("\n", counted, offset)
@@ -407,7 +292,7 @@ def parse_csv(text: str, name: str, delimiter: str | None = None) -> ReadResult:
             f"{name} has no {' or '.join(missing)} column (found: {', '.join(map(repr, header))}): "
             "expected a header row with 'title' and 'abstract' columns."
         )
-    collector = _Collector(name)
+    collector = Collector(name)
     while True:
         start = reader.line_num + 1
         try:
@@ -425,92 +310,3 @@ def parse_csv(text: str, name: str, delimiter: str | None = None) -> ReadResult:
             continue
         collector.add(start, {field: (row[i] if i < len(row) else None) for i, field in columns.items()})
     return collector.result
-
-
-# LaTeX accents as Zotero writes them ({\"o}, \'{e}, \c{c}) and their combining marks.
-_ACCENTS = {
-    "'": "\u0301", "`": "\u0300", "^": "\u0302", '"': "\u0308", "~": "\u0303", "=": "\u0304", ".": "\u0307",
-    "c": "\u0327", "v": "\u030c", "u": "\u0306", "H": "\u030b", "r": "\u030a", "k": "\u0328",
-}  # fmt: skip
-_SYMBOL_ACCENT = re.compile(r"""\\(['`^"~=.])\s*(?:\{\s*\\?([A-Za-z])\s*\}|\\?([A-Za-z]))""")
-_LETTER_ACCENT = re.compile(r"\\([cvuHrk])(?:\s*\{\s*\\?([A-Za-z])\s*\}|\s+([A-Za-z]))")
-_SPECIAL = {
-    "ss": "ß", "o": "ø", "O": "Ø", "ae": "æ", "AE": "Æ", "oe": "œ", "OE": "Œ", "aa": "å", "AA": "Å", "l": "ł", "L": "Ł",
-}  # fmt: skip
-_SPECIAL_LETTER = re.compile(r"\\(ss|ae|AE|oe|OE|aa|AA|o|O|l|L)(?![A-Za-z])\s*")
-_STYLE_COMMAND = re.compile(r"\\(?:emph|text(?:it|bf|rm|tt|sc|sf|sl|up|normal)?|mathrm)\s*(?=\{)")
-_ESCAPED = re.compile(r"\\([&%$#_])")
-
-
-def _detex(value: str) -> str:
-    """Turn a BibTeX value into plain text: decode accents and escapes, drop braces and style commands."""
-    value = _SYMBOL_ACCENT.sub(lambda m: (m[2] or m[3]) + _ACCENTS[m[1]], value)
-    value = _LETTER_ACCENT.sub(lambda m: (m[2] or m[3]) + _ACCENTS[m[1]], value)
-    value = _SPECIAL_LETTER.sub(lambda m: _SPECIAL[m[1]], value)
-    value = _ESCAPED.sub(r"\1", _STYLE_COMMAND.sub("", value))
-    value = value.replace("{", "").replace("}", "")
-    return " ".join(unicodedata.normalize("NFC", value).split())
-
-
-def _bibtex_name(raw: str) -> str:
-    """Format one BibTeX name ("Last, First", "von Last, Jr, First") as "First von Last Jr"."""
-    try:
-        parts = parse_single_name_into_parts(raw, strict=False)
-    except Exception:  # bibtexparser raises plain errors on odd names; keep the name as written
-        return _detex(raw)
-    return _detex(" ".join(parts.first + parts.von + parts.last + parts.jr))
-
-
-@contextmanager
-def _quiet_bibtexparser() -> Iterator[None]:
-    """Silence bibtexparser's parse warnings: they repeat our problems with 0-based line numbers."""
-    logger = logging.getLogger("bibtexparser")
-    previous = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(previous)
-
-
-def parse_bibtex(text: str, name: str) -> ReadResult:
-    """Read papers from a BibTeX file such as a Zotero export.
-
-    Uses ``title``, ``abstract``, ``author``, ``year`` (or ``date``), ``url``, ``doi``
-    and ``eprint``/``arxivid`` (the former only when ``archiveprefix`` is absent or arXiv).
-    Blocks bibtexparser could not parse become problems at their first line.
-    """
-    with _quiet_bibtexparser():
-        library = bibtexparser.parse_string(text)
-    collector = _Collector(name)
-    for block in library.blocks:
-        line = (block.start_line or 0) + 1
-        if isinstance(block, bibmodel.DuplicateBlockKeyBlock):
-            first = (block.previous_block.start_line or 0) + 1
-            collector.problem(line, f"duplicate BibTeX key {block.key!r} (first used on line {first})")
-        elif isinstance(block, bibmodel.DuplicateFieldKeyBlock):
-            collector.problem(line, f"field(s) {', '.join(sorted(block.duplicate_keys))} given twice in one entry")
-        elif isinstance(block, bibmodel.ParsingFailedBlock):
-            reason = getattr(block.error, "abort_reason", None) or str(block.error)
-            collector.problem(line, f"unparseable BibTeX: {' '.join(reason.split())}")
-        elif isinstance(block, bibmodel.Entry):
-            collector.add(line, _bibtex_fields(block))
-    if not (library.entries or library.failed_blocks):
-        collector.problem(1, "no BibTeX entries found (expected @article{...} or similar)")
-    return collector.result
-
-
-def _bibtex_fields(entry: bibmodel.Entry) -> dict[str, object]:
-    """Map a BibTeX entry onto the record fields ``_paper_from`` reads."""
-    raw = {key.lower(): str(field.value) for key, field in entry.fields_dict.items()}
-    fields: dict[str, object] = {k: _detex(raw[k]) for k in ("title", "abstract") if k in raw}
-    if "author" in raw:
-        fields["authors"] = [_bibtex_name(n) for n in split_multiple_persons_names(raw["author"])]
-    date_year = re.match(r"\s*(\d{4})", raw.get("date", ""))
-    fields["year"] = raw["year"].strip(" {}") if "year" in raw else (date_year and date_year[1])
-    fields["url"] = raw.get("url", "").strip(" {}") or None
-    fields["doi"] = _ESCAPED.sub(r"\1", raw.get("doi", "")).strip(" {}") or None
-    on_arxiv = raw.get("archiveprefix", "arxiv").strip(" {}").lower() == "arxiv"
-    eprint = raw.get("arxivid") or (raw.get("eprint") if on_arxiv else None)
-    fields["arxiv_id"] = eprint.strip(" {}") if eprint else None
-    return fields

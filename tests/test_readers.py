@@ -57,16 +57,14 @@ def test_page_reads_exactly_the_84_bundled_papers() -> None:
 
 
 def test_page_reports_title_without_abstract_and_orphan_abstract() -> None:
-    text = "\n\n".join(
-        [
-            "Subscribe",
-            "Mar 3, 2025",
-            ABSTRACT,  # line 5: prose before any title
-            "A Title With Nothing After It",  # line 7
-            "Real Paper",  # line 9
-            ABSTRACT,
-            "Trailing Title",  # line 13
-        ]
+    text = (
+        "Subscribe\n\n"
+        "Mar 3, 2025\n\n"
+        f"{ABSTRACT}\n\n"  # line 5: prose before any title
+        "A Title With Nothing After It\n\n"  # line 7
+        "Real Paper\n\n"  # line 9
+        f"{ABSTRACT}\n\n"
+        "Trailing Title"  # line 13
     )
     result = parse_page(text, "p.txt")
 
