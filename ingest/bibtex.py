@@ -1,9 +1,9 @@
 """Reader for BibTeX files such as a Zotero export.
 
-bibtexparser splits the file into blocks; this module decodes the LaTeX in titles,
-abstracts and names (``{\\"o}``, ``\\emph{...}``, ``\\&``), maps each entry's fields onto
-the record fields the collector reads and turns the blocks bibtexparser could not parse
-into problems at their first line.
+bibtexparser splits the file into blocks and its ``LatexDecodingMiddleware`` turns the
+LaTeX in titles, abstracts and names (``{\\"o}``, ``\\emph{...}``, ``\\&``) into text;
+this module maps each entry's fields onto the record fields the collector reads and
+turns the blocks bibtexparser could not parse into problems at their first line.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from contextlib import contextmanager
 
 import bibtexparser
 from bibtexparser import model as bibmodel
+from bibtexparser.library import Library
+from bibtexparser.middlewares import LatexDecodingMiddleware
 from bibtexparser.middlewares.names import parse_single_name_into_parts, split_multiple_persons_names
 
 from ingest.papers import ReadResult
@@ -23,38 +25,10 @@ from ingest.records import Collector
 
 __all__ = ["parse_bibtex"]
 
-# LaTeX accents as Zotero writes them ({\"o}, \'{e}, \c{c}) and their combining marks.
-_ACCENTS = {
-    "'": "\u0301", "`": "\u0300", "^": "\u0302", '"': "\u0308", "~": "\u0303", "=": "\u0304", ".": "\u0307",
-    "c": "\u0327", "v": "\u030c", "u": "\u0306", "H": "\u030b", "r": "\u030a", "k": "\u0328",
-}  # fmt: skip
-_SYMBOL_ACCENT = re.compile(r"""\\(['`^"~=.])\s*(?:\{\s*\\?([A-Za-z])\s*\}|\\?([A-Za-z]))""")
-_LETTER_ACCENT = re.compile(r"\\([cvuHrk])(?:\s*\{\s*\\?([A-Za-z])\s*\}|\s+([A-Za-z]))")
-_SPECIAL = {
-    "ss": "ß", "o": "ø", "O": "Ø", "ae": "æ", "AE": "Æ", "oe": "œ", "OE": "Œ", "aa": "å", "AA": "Å", "l": "ł", "L": "Ł",
-}  # fmt: skip
-_SPECIAL_LETTER = re.compile(r"\\(ss|ae|AE|oe|OE|aa|AA|o|O|l|L)(?![A-Za-z])\s*")
-_STYLE_COMMAND = re.compile(r"\\(?:emph|text(?:it|bf|rm|tt|sc|sf|sl|up|normal)?|mathrm)\s*(?=\{)")
-_ESCAPED = re.compile(r"\\([&%$#_])")
-
-
-def _detex(value: str) -> str:
-    """Turn a BibTeX value into plain text: decode accents and escapes, drop braces and style commands."""
-    value = _SYMBOL_ACCENT.sub(lambda m: (m[2] or m[3]) + _ACCENTS[m[1]], value)
-    value = _LETTER_ACCENT.sub(lambda m: (m[2] or m[3]) + _ACCENTS[m[1]], value)
-    value = _SPECIAL_LETTER.sub(lambda m: _SPECIAL[m[1]], value)
-    value = _ESCAPED.sub(r"\1", _STYLE_COMMAND.sub("", value))
-    value = value.replace("{", "").replace("}", "")
-    return " ".join(unicodedata.normalize("NFC", value).split())
-
-
-def _bibtex_name(raw: str) -> str:
-    """Format one BibTeX name ("Last, First", "von Last, Jr, First") as "First von Last Jr"."""
-    try:
-        parts = parse_single_name_into_parts(raw, strict=False)
-    except Exception:  # noqa: BLE001 - bibtexparser raises plain errors on odd names; keep the name as written
-        return _detex(raw)
-    return _detex(" ".join(parts.first + parts.von + parts.last + parts.jr))
+_LATEX = LatexDecodingMiddleware()
+# The DOI is an identifier, not LaTeX prose, so it skips the decoder (which reads "%" as a
+# comment and "--" as a dash); only the escapes BibTeX writers put in it (10.1000/a\_b) are undone.
+_DOI_ESCAPE = re.compile(r"\\([&%$#_])")
 
 
 def parse_bibtex(text: str, name: str) -> ReadResult:
@@ -78,7 +52,7 @@ def parse_bibtex(text: str, name: str) -> ReadResult:
             reason = getattr(block.error, "abort_reason", None) or str(block.error)
             collector.problem(line, f"unparseable BibTeX: {' '.join(reason.split())}")
         elif isinstance(block, bibmodel.Entry):
-            collector.add(line, _bibtex_fields(block))
+            collector.add(line, _bibtex_fields(block, library))
     if not (library.entries or library.failed_blocks):
         collector.problem(1, "no BibTeX entries found (expected @article{...} or similar)")
     return collector.result
@@ -96,17 +70,44 @@ def _quiet_bibtexparser() -> Iterator[None]:
         logger.setLevel(previous)
 
 
-def _bibtex_fields(entry: bibmodel.Entry) -> dict[str, object]:
+def _bibtex_fields(entry: bibmodel.Entry, library: Library) -> dict[str, object]:
     """Map a BibTeX entry onto the record fields the collector reads."""
     raw = {key.lower(): str(field.value) for key, field in entry.fields_dict.items()}
-    fields: dict[str, object] = {k: _detex(raw[k]) for k in ("title", "abstract") if k in raw}
+    prose = {key: raw[key] for key in ("title", "abstract") if key in raw}
+    names = [_name_in_reading_order(n) for n in split_multiple_persons_names(raw["author"])] if "author" in raw else []
+    decoded = _decode_latex(prose | {f"author {i}": n for i, n in enumerate(names)}, library)
+    fields: dict[str, object] = {key: decoded[key] for key in prose}
     if "author" in raw:
-        fields["authors"] = [_bibtex_name(n) for n in split_multiple_persons_names(raw["author"])]
+        fields["authors"] = [decoded[f"author {i}"] for i in range(len(names))]
     date_year = re.match(r"\s*(\d{4})", raw.get("date", ""))
     fields["year"] = raw["year"].strip(" {}") if "year" in raw else (date_year and date_year[1])
     fields["url"] = raw.get("url", "").strip(" {}") or None
-    fields["doi"] = _ESCAPED.sub(r"\1", raw.get("doi", "")).strip(" {}") or None
+    fields["doi"] = _DOI_ESCAPE.sub(r"\1", raw.get("doi", "")).strip(" {}") or None
     on_arxiv = raw.get("archiveprefix", "arxiv").strip(" {}").lower() == "arxiv"
     eprint = raw.get("arxivid") or (raw.get("eprint") if on_arxiv else None)
     fields["arxiv_id"] = eprint.strip(" {}") if eprint else None
     return fields
+
+
+def _name_in_reading_order(raw: str) -> str:
+    """Reorder one BibTeX name ("Last, First", "von Last, Jr, First") as "First von Last Jr", LaTeX still in it."""
+    try:
+        parts = parse_single_name_into_parts(raw, strict=False)
+    except Exception:  # noqa: BLE001 - bibtexparser raises plain errors on odd names; keep the name as written
+        return raw
+    return " ".join(parts.first + parts.von + parts.last + parts.jr)
+
+
+def _decode_latex(values: dict[str, str], library: Library) -> dict[str, str]:
+    """Decode the LaTeX in each value with bibtexparser's middleware, then NFC it and collapse whitespace.
+
+    The middleware decodes every field of the entry it is given, so it gets a scratch entry
+    holding only these values: url, doi and eprint stay as written, and names are decoded
+    after they are split, so a braced "{Barnes and Noble}" stays one name.
+    """
+    scratch = bibmodel.Entry("misc", "decoded", [bibmodel.Field(key, value) for key, value in values.items()])
+    block = _LATEX.transform_block(scratch, library)
+    # A value pylatexenc cannot parse (thousands of nested braces) comes back as written,
+    # inside an error block that still holds the entry with the other values decoded.
+    decoded = block.ignore_error_block if isinstance(block, bibmodel.MiddlewareErrorBlock) else block
+    return {field.key: " ".join(unicodedata.normalize("NFC", str(field.value)).split()) for field in decoded.fields}

@@ -272,6 +272,22 @@ def test_bibtex_zotero_export(tmp_path: Path) -> None:
     assert problem_lines(result) == ["library.bib:14: no abstract field"]
 
 
+def test_bibtex_decodes_latex_in_prose_and_names_but_not_identifiers(tmp_path: Path) -> None:
+    text = r"""@article{k,
+  title = {Na{\"i}ve B\'{e}zier: \emph{{\L}{\'o}d{\'z}} Stra\ss e, \c{c}a \v{C}apek Erd\H{o}s},
+  abstract = {Gar\c con \& na\"ive, 10\% of \textit{them}.},
+  author = {G{\"o}del, Kurt and {Barnes and Noble} and M\"{u}ller, J.},
+  doi = {10.1000/A\_B},
+  url = {https://example.org/a_b%20c},
+}"""
+    (paper,) = read_papers(write(tmp_path, "accents.bib", text)).papers
+
+    assert paper.title == "Naïve Bézier: Łódź Straße, ça Čapek Erdős"
+    assert paper.abstract == "Garçon & naïve, 10% of them."
+    assert paper.authors == ("Kurt Gödel", "Barnes and Noble", "J. Müller")
+    assert (paper.id, paper.url) == ("doi:10.1000/a_b", "https://example.org/a_b%20c")
+
+
 def test_bibtex_unparseable_block_and_duplicate_key(tmp_path: Path) -> None:
     text = (
         "@article{a,\n  title = {One},\n  abstract = {First.}\n}\n"
