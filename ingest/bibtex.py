@@ -26,6 +26,7 @@ from ingest.records import Collector
 __all__ = ["parse_bibtex"]
 
 _LATEX = LatexDecodingMiddleware()
+_BARE = re.compile(r"(?<!\\)[%&]")
 # The DOI is an identifier, not LaTeX prose, so it skips the decoder (which reads "%" as a
 # comment and "--" as a dash); only the escapes BibTeX writers put in it (10.1000/a\_b) are undone.
 _DOI_ESCAPE = re.compile(r"\\([&%$#_])")
@@ -105,7 +106,10 @@ def _decode_latex(values: dict[str, str], library: Library) -> dict[str, str]:
     holding only these values: url, doi and eprint stay as written, and names are decoded
     after they are split, so a braced "{Barnes and Noble}" stays one name.
     """
-    scratch = bibmodel.Entry("misc", "decoded", [bibmodel.Field(key, value) for key, value in values.items()])
+    # Hand-written .bib files often hold a bare "5%" or "R&D": LaTeX reads % as a comment
+    # (the rest of the line would be lost) and & as a table column, so both are escaped first.
+    escaped = {key: _BARE.sub(r"\\\g<0>", value) for key, value in values.items()}
+    scratch = bibmodel.Entry("misc", "decoded", [bibmodel.Field(key, value) for key, value in escaped.items()])
     block = _LATEX.transform_block(scratch, library)
     # A value pylatexenc cannot parse (thousands of nested braces) comes back as written,
     # inside an error block that still holds the entry with the other values decoded.

@@ -288,6 +288,13 @@ def test_bibtex_decodes_latex_in_prose_and_names_but_not_identifiers(tmp_path: P
     assert (paper.id, paper.url) == ("doi:10.1000/a_b", "https://example.org/a_b%20c")
 
 
+def test_bibtex_keeps_a_bare_percent_and_ampersand_as_text(tmp_path: Path) -> None:
+    # Invalid LaTeX, common in hand-written files: % must not swallow the rest of the line.
+    text = "@article{k,\n  title = {R&D at 5% Cost},\n  abstract = {Recall rose 5% over R&D baselines and held.},\n}"
+    (paper,) = read_papers(write(tmp_path, "bare.bib", text)).papers
+    assert (paper.title, paper.abstract) == ("R&D at 5% Cost", "Recall rose 5% over R&D baselines and held.")
+
+
 def test_bibtex_unparseable_block_and_duplicate_key(tmp_path: Path) -> None:
     text = (
         "@article{a,\n  title = {One},\n  abstract = {First.}\n}\n"
