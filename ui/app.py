@@ -16,8 +16,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator
-from dataclasses import asdict
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,8 @@ from ingest import ingest_path
 from rag.answer import ask, ask_stream, clean_question
 from rag.errors import IndexEmpty, PaperciteError
 from rag.llms import llm_choices
-from rag.services import get_services
-from rag.settings import Settings
+from rag.services import Services, get_services
+from rag.settings import LLMSettings, Settings
 from rag.types import Answer
 from ui.render import (
     answer_markdown,
@@ -85,29 +85,191 @@ def page_message(exc: PaperciteError, settings: Settings, *uploads: str) -> str:
 
 def build_app(settings: Settings) -> gr.Blocks:
     """Build the page for the collection and backends ``settings`` describe (does not serve it)."""
-    services = get_services(settings)
-    choices = llm_choices(settings)
-    default_llm = next(iter(choices), None)
-    max_bytes = int(settings.serve.max_upload_mb * 1_000_000)
+    handlers = _Handlers(settings, get_services(settings), llm_choices(settings))
+    with gr.Blocks(title="papercite", fill_width=True) as app:
+        gr.Markdown(
+            "## papercite\nAnswers from your collection of paper abstracts, every claim cited. Runs on this machine."
+        )
+        turns = gr.State({})  # chat message index -> (its sources panel, its answer with references)
+        pending = gr.State("")  # the checked question, handed from check_question to respond
+        with gr.Row(equal_height=False):
+            chat = _chat_column()
+            side = _side_column(settings, handlers.choices, handlers.default_llm)
+        _wire_events(app, chat, side, turns, pending, handlers)
+    return app
 
-    def collection_view() -> tuple[str, Any]:
-        stats = services.store.stats()
+
+@dataclass(frozen=True)
+class _Chat:
+    """The left column: the conversation and the question box, with what goes beside them."""
+
+    chatbot: gr.Chatbot
+    question: gr.Textbox
+    ask_button: gr.Button
+    examples: gr.Dataset
+    copy_button: gr.Button
+    clear_button: gr.Button
+    copy_box: gr.Textbox
+
+
+@dataclass(frozen=True)
+class _Side:
+    """The right column: the sources of the answer shown, the collection and its uploads, the settings."""
+
+    sources: gr.HTML
+    collection: gr.Markdown
+    files: gr.File
+    report: gr.Markdown
+    top_k: gr.Slider
+    llm: gr.Dropdown
+
+
+def _chat_column() -> _Chat:
+    with gr.Column(scale=3):
+        chatbot = gr.Chatbot(
+            label="Chat",
+            elem_id="pc-chat",
+            height=520,
+            buttons=["copy"],
+            feedback_options=None,
+            group_consecutive_messages=False,
+            placeholder="Ask about the papers in your collection. Every sentence of an answer "
+            "cites the abstract it comes from.",
+        )
+        with gr.Row():
+            question = gr.Textbox(
+                show_label=False,
+                placeholder="e.g. Which papers make LLM inference cheaper?",
+                elem_id="pc-question",
+                scale=6,
+                max_lines=4,
+                submit_btn=False,
+            )
+            ask_button = gr.Button("Ask", variant="primary", elem_id="pc-ask", scale=1)
+        examples = gr.Dataset(components=[question], samples=[], label="Try", elem_id="pc-examples")
+        with gr.Row():
+            copy_button = gr.Button("Copy answer with references", elem_id="pc-copy", size="sm")
+            clear_button = gr.Button("Clear chat", elem_id="pc-clear", size="sm")
+        copy_box = gr.Textbox(
+            label="Answer with references",
+            lines=4,
+            interactive=False,
+            buttons=["copy"],
+            elem_id="pc-copy-text",
+        )
+    return _Chat(chatbot, question, ask_button, examples, copy_button, clear_button, copy_box)
+
+
+def _side_column(settings: Settings, choices: dict[str, LLMSettings], default_llm: str | None) -> _Side:
+    with gr.Column(scale=2):
+        gr.Markdown("### Sources")
+        sources = gr.HTML(NO_SOURCES, elem_id="pc-sources")
+        with gr.Accordion("Collection", open=True):
+            collection = gr.Markdown(elem_id="pc-collection")
+            files = gr.File(
+                label=f"Add papers: JSONL, CSV, BibTeX or page text (up to {settings.serve.max_upload_mb:g} MB each)",
+                file_count="multiple",
+                file_types=UPLOAD_TYPES,
+                elem_id="pc-upload",
+            )
+            report = gr.Markdown(elem_id="pc-report")
+        with gr.Accordion("Settings", open=False):
+            top_k = gr.Slider(
+                1,
+                15,
+                value=settings.retrieval.top_papers,
+                step=1,
+                label="Papers to retrieve",
+                elem_id="pc-top-k",
+            )
+            llm = gr.Dropdown(
+                choices=list(choices),
+                value=default_llm,
+                label="Model",
+                visible=len(choices) > 1,
+                elem_id="pc-llm",
+            )
+    return _Side(sources, collection, files, report, top_k, llm)
+
+
+def _wire_events(
+    app: gr.Blocks, chat: _Chat, side: _Side, turns: gr.State, pending: gr.State, handlers: _Handlers
+) -> None:
+    """Connect the components to the handlers (in this order: Gradio numbers the events as they come)."""
+    concurrency = handlers.settings.serve.concurrency
+    app.load(handlers.collection_view, outputs=[side.collection, chat.examples], api_visibility="private")
+    chat.examples.click(lambda sample: sample[0], inputs=chat.examples, outputs=chat.question, api_visibility="private")
+    gr.on(
+        [chat.question.submit, chat.ask_button.click],
+        handlers.check_question,
+        inputs=chat.question,
+        outputs=[chat.question, pending],
+        concurrency_limit=None,
+        api_visibility="private",
+    ).success(
+        handlers.respond,
+        inputs=[pending, chat.chatbot, turns, side.top_k, side.llm],
+        outputs=[chat.chatbot, side.sources, chat.copy_box, turns],
+        concurrency_limit=concurrency,
+        concurrency_id="answer",
+        api_visibility="private",  # programs use the /ask endpoint below
+    )
+    chat.chatbot.select(
+        handlers.show_turn, inputs=turns, outputs=[side.sources, chat.copy_box], api_visibility="private"
+    )
+    chat.clear_button.click(
+        lambda: ([], {}, NO_SOURCES, ""),
+        outputs=[chat.chatbot, turns, side.sources, chat.copy_box],
+        api_visibility="private",
+    )
+    chat.copy_button.click(
+        None, inputs=chat.copy_box, js="(text) => { if (text) navigator.clipboard.writeText(text); }"
+    )
+    side.files.upload(
+        handlers.upload,
+        inputs=side.files,
+        outputs=[side.report, side.collection, chat.examples, side.files],
+        concurrency_limit=1,
+        concurrency_id="ingest",
+        api_name="upload",
+    )
+    # The same answers for programs (gradio_client, curl): waits in the same queue as the chat.
+    gr.api(handlers.api_ask, api_name="ask", concurrency_limit=concurrency, concurrency_id="answer")
+
+
+class _Handlers:
+    """What the page's events call, over the services and LLM choices built once for the page.
+
+    Each handler turns the page's inputs into one call on ``rag`` or ``ingest`` and its
+    result into the page's outputs; a ``PaperciteError`` becomes a ``gr.Error``.
+    """
+
+    def __init__(self, settings: Settings, services: Services, choices: dict[str, LLMSettings]) -> None:
+        self.settings = settings
+        self.services = services
+        self.choices = choices
+        self.default_llm = next(iter(choices), None)
+        self.api_ask = _api_ask(settings)
+
+    def collection_view(self) -> tuple[str, Any]:
+        stats = self.services.store.stats()
         panel = collection_markdown(
             stats.papers,
             stats.chunks,
             stats.embedding_model,
-            default_llm or "none: install papercite[embedded] or start Ollama",
+            self.default_llm or "none: install papercite[embedded] or start Ollama",
         )
-        examples = example_questions(services.store.titles())
+        examples = example_questions(self.services.store.titles())
         return panel, gr.Dataset(samples=[[q] for q in examples], visible=bool(examples))
 
-    def check_question(question: str) -> tuple[str, str]:
+    def check_question(self, question: str) -> tuple[str, str]:
         try:
             return "", clean_question(question)
         except PaperciteError as exc:
-            raise gr.Error(page_message(exc, settings), print_exception=False) from None
+            raise gr.Error(page_message(exc, self.settings), print_exception=False) from None
 
     def respond(
+        self,
         question: str,
         history: list[dict[str, Any]],
         turns: dict[int, tuple[str, str]],
@@ -120,8 +282,8 @@ def build_app(settings: Settings) -> gr.Blocks:
             {"role": "assistant", "content": "*Searching the collection…*"},
         ]
         yield history, gr.skip(), gr.skip(), gr.skip()
-        llm = choices.get(llm_label or "")
-        session = settings if llm is None else settings.model_copy(update={"llm": llm})
+        llm = self.choices.get(llm_label or "")
+        session = self.settings if llm is None else self.settings.model_copy(update={"llm": llm})
         streamed = ""
         try:
             for item in ask_stream(question, settings=session, top_k=int(top_k)):
@@ -135,16 +297,59 @@ def build_app(settings: Settings) -> gr.Blocks:
                     history[-1] = {"role": "assistant", "content": streaming_markdown(streamed)}
                     yield history, gr.skip(), gr.skip(), gr.skip()
         except PaperciteError as exc:
-            message = page_message(exc, settings)
-            history[-1] = {"role": "assistant", "content": f"⚠️ {message}"}
-            yield history, NO_SOURCES, "", turns
-            raise gr.Error(message, print_exception=False) from None
+            yield from _failed(history, turns, page_message(exc, self.settings))
         except Exception:
             log.exception("Answering %r failed", question)
-            message = "Answering failed unexpectedly; the details are in the server's log."
-            history[-1] = {"role": "assistant", "content": f"⚠️ {message}"}
-            yield history, NO_SOURCES, "", turns
-            raise gr.Error(message, print_exception=False) from None
+            yield from _failed(history, turns, "Answering failed unexpectedly; the details are in the server's log.")
+
+    def show_turn(self, turns: dict[int, tuple[str, str]], evt: gr.SelectData) -> tuple[Any, Any]:
+        index = evt.index if isinstance(evt.index, int) else evt.index[0]
+        turn = turns.get(index) or turns.get(index + 1)  # a click on the question shows its answer's sources
+        return (turn[0], turn[1]) if turn else (gr.skip(), gr.skip())
+
+    def upload(
+        self,
+        files: list[str] | None,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 - how Gradio injects a progress bar
+    ) -> tuple[Any, ...]:
+        rows = [(display_name(path), self._ingest_upload(path, progress)) for path in files or []]
+        return (upload_report_markdown(rows), *self.collection_view(), None)
+
+    def _ingest_upload(self, path: str, progress: gr.Progress) -> object:
+        """Ingest one uploaded file: its report with server paths hidden, or the message saying why not."""
+        name = display_name(path)
+        size = Path(path).stat().st_size
+        # Gradio's max_file_size (see launch) caps the files sent to the server, but not one Gradio downloads
+        # itself when a program passes a URL to the /upload endpoint: that one is capped here.
+        if size > _max_upload_bytes(self.settings):
+            return (
+                f"{size / 1e6:.1f} MB is over the {self.settings.serve.max_upload_mb:g} MB limit: "
+                "ingest it with `papercite ingest FILE`, or raise PAPERCITE_SERVE__MAX_UPLOAD_MB."
+            )
+
+        def report_progress(done: int, total: int) -> None:
+            progress((done, total), desc=f"Embedding {name}", unit="chunks")
+
+        try:
+            report = ingest_path(path, settings=self.settings, progress=report_progress)
+        except PaperciteError as exc:
+            return page_message(exc, self.settings, path)
+        report.source = name
+        report.skipped = [type(p)(p.location.replace(str(path), name), p.reason) for p in report.skipped]
+        return report
+
+
+def _failed(
+    history: list[dict[str, Any]], turns: dict[int, tuple[str, str]], message: str
+) -> Iterator[tuple[Any, ...]]:
+    """End an answer that failed: the message in the chat and as a ``gr.Error``, no sources."""
+    history[-1] = {"role": "assistant", "content": f"⚠️ {message}"}
+    yield history, NO_SOURCES, "", turns
+    raise gr.Error(message, print_exception=False) from None
+
+
+def _api_ask(settings: Settings) -> Callable[..., dict[str, Any]]:
+    """The function behind the /ask endpoint; its ``top_k`` defaults to the settings' (the API page shows it)."""
 
     def api_ask(question: str, top_k: int = settings.retrieval.top_papers) -> dict[str, Any]:
         """Answer a question from the collection: the Answer as JSON (text, citations, sources, timings)."""
@@ -153,138 +358,11 @@ def build_app(settings: Settings) -> gr.Blocks:
         except PaperciteError as exc:
             raise gr.Error(page_message(exc, settings), print_exception=False) from None
 
-    def show_turn(turns: dict[int, tuple[str, str]], evt: gr.SelectData) -> tuple[Any, Any]:
-        index = evt.index if isinstance(evt.index, int) else evt.index[0]
-        turn = turns.get(index) or turns.get(index + 1)  # a click on the question shows its answer's sources
-        return (turn[0], turn[1]) if turn else (gr.skip(), gr.skip())
+    return api_ask
 
-    def upload(files: list[str] | None, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008 - how Gradio injects a progress bar
-        rows: list[tuple[str, object]] = []
-        for path in files or []:
-            name = display_name(path)
-            size = Path(path).stat().st_size
-            if size > max_bytes:
-                refusal = (
-                    f"{size / 1e6:.1f} MB is over the {settings.serve.max_upload_mb:g} MB limit: "
-                    "ingest it with `papercite ingest FILE`, or raise PAPERCITE_SERVE__MAX_UPLOAD_MB."
-                )
-                rows.append((name, refusal))
-                continue
 
-            def report_progress(done: int, total: int, name: str = name) -> None:
-                progress((done, total), desc=f"Embedding {name}", unit="chunks")
-
-            try:
-                report = ingest_path(path, settings=settings, progress=report_progress)
-            except PaperciteError as exc:
-                rows.append((name, page_message(exc, settings, path)))
-                continue
-            report.source = name
-            report.skipped = [type(p)(p.location.replace(str(path), name), p.reason) for p in report.skipped]
-            rows.append((name, report))
-        return (upload_report_markdown(rows), *collection_view(), None)
-
-    with gr.Blocks(title="papercite", fill_width=True) as app:
-        gr.Markdown(
-            "## papercite\nAnswers from your collection of paper abstracts, every claim cited. Runs on this machine."
-        )
-        turns = gr.State({})
-        pending = gr.State("")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=3):
-                chatbot = gr.Chatbot(
-                    label="Chat",
-                    elem_id="pc-chat",
-                    height=520,
-                    buttons=["copy"],
-                    feedback_options=None,
-                    group_consecutive_messages=False,
-                    placeholder="Ask about the papers in your collection. Every sentence of an answer "
-                    "cites the abstract it comes from.",
-                )
-                with gr.Row():
-                    question = gr.Textbox(
-                        show_label=False,
-                        placeholder="e.g. Which papers make LLM inference cheaper?",
-                        elem_id="pc-question",
-                        scale=6,
-                        max_lines=4,
-                        submit_btn=False,
-                    )
-                    ask_button = gr.Button("Ask", variant="primary", elem_id="pc-ask", scale=1)
-                examples = gr.Dataset(components=[question], samples=[], label="Try", elem_id="pc-examples")
-                with gr.Row():
-                    copy_button = gr.Button("Copy answer with references", elem_id="pc-copy", size="sm")
-                    clear_button = gr.Button("Clear chat", elem_id="pc-clear", size="sm")
-                copy_box = gr.Textbox(
-                    label="Answer with references",
-                    lines=4,
-                    interactive=False,
-                    buttons=["copy"],
-                    elem_id="pc-copy-text",
-                )
-            with gr.Column(scale=2):
-                gr.Markdown("### Sources")
-                sources = gr.HTML(NO_SOURCES, elem_id="pc-sources")
-                with gr.Accordion("Collection", open=True):
-                    collection = gr.Markdown(elem_id="pc-collection")
-                    files = gr.File(
-                        label=f"Add papers: JSONL, CSV, BibTeX or page text (up to {settings.serve.max_upload_mb:g} MB each)",
-                        file_count="multiple",
-                        file_types=UPLOAD_TYPES,
-                        elem_id="pc-upload",
-                    )
-                    report = gr.Markdown(elem_id="pc-report")
-                with gr.Accordion("Settings", open=False):
-                    top_k = gr.Slider(
-                        1,
-                        15,
-                        value=settings.retrieval.top_papers,
-                        step=1,
-                        label="Papers to retrieve",
-                        elem_id="pc-top-k",
-                    )
-                    llm = gr.Dropdown(
-                        choices=list(choices),
-                        value=default_llm,
-                        label="Model",
-                        visible=len(choices) > 1,
-                        elem_id="pc-llm",
-                    )
-
-        app.load(collection_view, outputs=[collection, examples], api_visibility="private")
-        examples.click(lambda sample: sample[0], inputs=examples, outputs=question, api_visibility="private")
-        gr.on(
-            [question.submit, ask_button.click],
-            check_question,
-            inputs=question,
-            outputs=[question, pending],
-            concurrency_limit=None,
-            api_visibility="private",
-        ).success(
-            respond,
-            inputs=[pending, chatbot, turns, top_k, llm],
-            outputs=[chatbot, sources, copy_box, turns],
-            concurrency_limit=settings.serve.concurrency,
-            concurrency_id="answer",
-            api_visibility="private",  # programs use the /ask endpoint below
-        )
-        chatbot.select(show_turn, inputs=turns, outputs=[sources, copy_box], api_visibility="private")
-        clear_button.click(
-            lambda: ([], {}, NO_SOURCES, ""), outputs=[chatbot, turns, sources, copy_box], api_visibility="private"
-        )
-        copy_button.click(None, inputs=copy_box, js="(text) => { if (text) navigator.clipboard.writeText(text); }")
-        files.upload(
-            upload,
-            inputs=files,
-            outputs=[report, collection, examples, files],
-            concurrency_limit=1,
-            concurrency_id="ingest",
-            api_name="upload",
-        )
-        # The same answers for programs (gradio_client, curl): waits in the same queue as the chat.
-        gr.api(api_ask, api_name="ask", concurrency_limit=settings.serve.concurrency, concurrency_id="answer")
-    return app
+def _max_upload_bytes(settings: Settings) -> int:
+    return int(settings.serve.max_upload_mb * 1_000_000)
 
 
 def launch(app: gr.Blocks, settings: Settings, *, port: int | None = None, block: bool = True) -> str:
@@ -306,7 +384,7 @@ def launch(app: gr.Blocks, settings: Settings, *, port: int | None = None, block
         server_port=port or conf.port,
         auth=conf.credentials(),
         share=False,
-        max_file_size=int(conf.max_upload_mb * 1_000_000),
+        max_file_size=_max_upload_bytes(settings),
         prevent_thread_lock=not block,
         show_error=False,
         ssr_mode=False,
