@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -92,6 +93,7 @@ def test_uploads_stay_in_gradios_temp_dir_and_are_capped(tmp_path: Path) -> None
             assert not Path("/tmp/escape.jsonl").exists() or Path(stored) != Path("/tmp/escape.jsonl")
             big = client.post("/gradio_api/upload", files={"files": ("big.jsonl", b"x" * 1_500_000)})
             assert big.status_code == 413, big.text  # over PAPERCITE_SERVE__MAX_UPLOAD_MB, refused before it is stored
+            assert "1000000 bytes" in big.text  # and the refusal names the limit
             # A program naming a file on the server instead of uploading one is refused by Gradio.
             call = client.post(
                 "/gradio_api/call/upload",
@@ -103,5 +105,35 @@ def test_uploads_stay_in_gradios_temp_dir_and_are_capped(tmp_path: Path) -> None
                 assert "event: error" in result and "root:" not in result, result
             else:
                 assert call.status_code in (400, 403, 422), call.text
+    finally:
+        app.close()
+
+
+def test_a_file_gradio_downloads_for_a_program_is_capped_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A URL passed to /upload is fetched by Gradio itself, past its max_file_size: the page's own check refuses it.
+
+    Gradio's download refuses hosts on this machine, so its fetch is replaced by one that returns a big file.
+    """
+    import gradio.processing_utils
+    from gradio_client import Client, handle_file
+
+    from ui.app import build_app, launch
+
+    fetched: list[str] = []
+
+    async def fetch(url: str) -> httpx.Response:
+        fetched.append(url)
+        return httpx.Response(200, content=b'{"title": "Big", "abstract": "' + b"x" * 1_500_000 + b'"}\n')
+
+    monkeypatch.setattr(gradio.processing_utils, "async_ssrf_protected_get", fetch)
+    settings = Settings(data_dir=tmp_path / "data", serve={"max_upload_mb": 1}, llm={"backend": "embedded"})
+    app = build_app(settings)
+    url = launch(app, settings, port=_free_port(), block=False)
+    try:
+        remote = f"https://example.org/{uuid.uuid4().hex}/big.jsonl"  # Gradio keeps what it fetched by URL
+        report, collection, *_ = Client(url, verbose=False).predict([handle_file(remote)], api_name="/upload")
+        assert fetched == [remote]
+        assert "big.jsonl** refused: 1.5 MB is over the 1 MB limit" in report
+        assert "empty" in collection
     finally:
         app.close()
