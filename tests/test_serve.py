@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -21,15 +22,23 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def guarded(tmp_path: Path) -> Iterator[str]:
+@contextmanager
+def _serving(settings: Settings) -> Iterator[str]:
+    """The page for ``settings`` on a free port: its URL while the block runs."""
     from ui.app import build_app, launch
 
-    settings = Settings(data_dir=tmp_path / "data", serve={"auth": "alice:correct-horse"}, llm={"backend": "embedded"})
     app = build_app(settings)
-    url = launch(app, settings, port=_free_port(), block=False)
-    yield url
-    app.close()
+    try:
+        yield launch(app, settings, port=_free_port(), block=False)
+    finally:
+        app.close()
+
+
+@pytest.fixture
+def guarded(tmp_path: Path) -> Iterator[str]:
+    settings = Settings(data_dir=tmp_path / "data", serve={"auth": "alice:correct-horse"}, llm={"backend": "embedded"})
+    with _serving(settings) as url:
+        yield url
 
 
 def test_defaults_bind_to_this_machine_only() -> None:
@@ -58,12 +67,8 @@ def test_programs_ask_through_the_api_and_get_the_same_messages(tmp_path: Path) 
     from gradio_client import Client
     from gradio_client.exceptions import AppError
 
-    from ui.app import build_app, launch
-
     settings = Settings(data_dir=tmp_path / "data", llm={"backend": "embedded"})
-    app = build_app(settings)
-    url = launch(app, settings, port=_free_port(), block=False)
-    try:
+    with _serving(settings) as url:
         client = Client(url, verbose=False)
         assert set(client.view_api(return_format="dict")["named_endpoints"]) == {"/ask", "/upload"}
         with pytest.raises(AppError, match="The question is empty"):
@@ -71,42 +76,33 @@ def test_programs_ask_through_the_api_and_get_the_same_messages(tmp_path: Path) 
         with pytest.raises(AppError, match="The collection is empty: upload papers") as err:
             client.predict("Which papers study drones?", 5, api_name="/ask")
         assert str(tmp_path) not in str(err.value)
-    finally:
-        app.close()
 
 
 def test_uploads_stay_in_gradios_temp_dir_and_are_capped(tmp_path: Path) -> None:
-    from ui.app import build_app, launch
-
     settings = Settings(data_dir=tmp_path / "data", serve={"max_upload_mb": 1}, llm={"backend": "embedded"})
-    app = build_app(settings)
-    url = launch(app, settings, port=_free_port(), block=False)
-    try:
-        with httpx.Client(base_url=url, timeout=30) as client:
-            sneaky = client.post(
-                "/gradio_api/upload",
-                files={"files": ("../../../../tmp/escape.jsonl", b'{"title": "A", "abstract": "B"}\n')},
-            )
-            assert sneaky.status_code == 200
-            (stored,) = sneaky.json()
-            assert ".." not in Path(stored).parts and Path(stored).name == "escape.jsonl"
-            assert not Path("/tmp/escape.jsonl").exists() or Path(stored) != Path("/tmp/escape.jsonl")
-            big = client.post("/gradio_api/upload", files={"files": ("big.jsonl", b"x" * 1_500_000)})
-            assert big.status_code == 413, big.text  # over PAPERCITE_SERVE__MAX_UPLOAD_MB, refused before it is stored
-            assert "1000000 bytes" in big.text  # and the refusal names the limit
-            # A program naming a file on the server instead of uploading one is refused by Gradio.
-            call = client.post(
-                "/gradio_api/call/upload",
-                json={"data": [[{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}]]},
-            )
-            if call.status_code == 200:
-                event = call.json()["event_id"]
-                result = client.get(f"/gradio_api/call/upload/{event}").text
-                assert "event: error" in result and "root:" not in result, result
-            else:
-                assert call.status_code in (400, 403, 422), call.text
-    finally:
-        app.close()
+    with _serving(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
+        sneaky = client.post(
+            "/gradio_api/upload",
+            files={"files": ("../../../../tmp/escape.jsonl", b'{"title": "A", "abstract": "B"}\n')},
+        )
+        assert sneaky.status_code == 200
+        (stored,) = sneaky.json()
+        assert ".." not in Path(stored).parts and Path(stored).name == "escape.jsonl"
+        assert not Path("/tmp/escape.jsonl").exists() or Path(stored) != Path("/tmp/escape.jsonl")
+        big = client.post("/gradio_api/upload", files={"files": ("big.jsonl", b"x" * 1_500_000)})
+        assert big.status_code == 413, big.text  # over PAPERCITE_SERVE__MAX_UPLOAD_MB, refused before it is stored
+        assert "1000000 bytes" in big.text  # and the refusal names the limit
+        # A program naming a file on the server instead of uploading one is refused by Gradio.
+        call = client.post(
+            "/gradio_api/call/upload",
+            json={"data": [[{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}]]},
+        )
+        if call.status_code == 200:
+            event = call.json()["event_id"]
+            result = client.get(f"/gradio_api/call/upload/{event}").text
+            assert "event: error" in result and "root:" not in result, result
+        else:
+            assert call.status_code in (400, 403, 422), call.text
 
 
 def test_a_file_gradio_downloads_for_a_program_is_capped_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,8 +113,6 @@ def test_a_file_gradio_downloads_for_a_program_is_capped_too(tmp_path: Path, mon
     import gradio.processing_utils
     from gradio_client import Client, handle_file
 
-    from ui.app import build_app, launch
-
     fetched: list[str] = []
 
     async def fetch(url: str) -> httpx.Response:
@@ -127,13 +121,9 @@ def test_a_file_gradio_downloads_for_a_program_is_capped_too(tmp_path: Path, mon
 
     monkeypatch.setattr(gradio.processing_utils, "async_ssrf_protected_get", fetch)
     settings = Settings(data_dir=tmp_path / "data", serve={"max_upload_mb": 1}, llm={"backend": "embedded"})
-    app = build_app(settings)
-    url = launch(app, settings, port=_free_port(), block=False)
-    try:
+    with _serving(settings) as url:
         remote = f"https://example.org/{uuid.uuid4().hex}/big.jsonl"  # Gradio keeps what it fetched by URL
         report, collection, *_ = Client(url, verbose=False).predict([handle_file(remote)], api_name="/upload")
         assert fetched == [remote]
         assert "big.jsonl** refused: 1.5 MB is over the 1 MB limit" in report
         assert "empty" in collection
-    finally:
-        app.close()
