@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -29,6 +30,16 @@ __all__ = ["Split", "run_eval"]
 
 Split = Literal["dev", "test", "both"]
 Key = Callable[[str, str], str]
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What one eval runs on: its store's settings, its question parts, the gold abstracts, how papers are keyed."""
+
+    settings: Settings
+    parts: dict[str, list[GoldQuestion]]
+    abstracts: dict[str, str]
+    key: Key
 
 
 def run_eval(
@@ -68,52 +79,92 @@ def run_eval(
     command = "papercite " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     settings, parts, papers, key = _load(base, gold_set, split, scifact_dir, asreview_path, echo)
     parts = {name: stratified(questions, limit) for name, questions in parts.items()}
-    abstracts = {p.id: p.abstract for p in papers}
+    setup = _Setup(settings, parts, {p.id: p.abstract for p in papers}, key)
 
     run = EvalRun(gold_set if gold_set in ("bundled", "asreview", "scifact") else Path(gold_set).name)
     if ablate or ablate_steps:
-        from evals.ablation import ablation_table, run_ablation
-
-        rows = run_ablation(settings, parts, replay=replay or out_dir / "generations.jsonl", abstracts=abstracts,
-                            key=key, steps=ablate_steps or None, echo=echo)
-        table = ablation_table(rows)
-        echo(table)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / f"ablation-{run.name}.md"
-        path.write_text(f"# Ablation: {run.name}\n\nCommand: `{command}`\n\n{table}\n", encoding="utf-8")
-        echo(f"wrote {path}")
+        _ablate(setup, run.name, command, replay or out_dir / "generations.jsonl", ablate_steps, out_dir, echo)
         return True
     if retrieval_only:
         run.retrieval = run_retrieval([q for qs in parts.values() for q in qs], settings, key=key)
         echo(retrieval_table(run.retrieval))
         failures = None
     else:
-        llm = None
-        if replay is not None:
-            from evals.replay import ReplayLLM
-            from rag.services import get_services
-
-            backend = get_services(settings).backend
-            llm = ReplayLLM(backend.llm, backend.label, replay)
-        judge = None
-        if support:
-            from evals.judge import make_judge
-
-            judge = make_judge(settings)
-        for name, questions in parts.items():
-            answered = run_answers(questions, settings, key=key, judge=judge, llm=llm, abstracts=abstracts, split=name)
-            run.records += answered.records
-            run.summaries[name] = summarize(answered.records)
-            run.settings = answered.settings
-        if judge is not None:
-            from evals.judge import judge_agreement
-
-            agreement = judge_agreement(judge)
-            for summary in run.summaries.values():
-                summary["judge_agreement"] = agreement["agreement"]
-            echo(f"support judge agrees with {agreement['labels']:.0f} hand labels {agreement['agreement']:.0%} of the time")
+        _answer(run, setup, replay, support, echo)
         echo(metrics_table(run.summaries, THRESHOLDS if gate else None))
         failures = check_gate(gated_summary(run.summaries)) if gate else None
+    return _report(run, out_dir, command, gate, failures, echo)
+
+
+def _ablate(
+    setup: _Setup,
+    name: str,
+    command: str,
+    replay: Path,
+    steps: Sequence[str],
+    out_dir: Path,
+    echo: Callable[[str], None],
+) -> None:
+    """Answer every part once per step switched off (``steps``: only those); print and write ``ablation-<name>.md``."""
+    from evals.ablation import ablation_table, run_ablation
+
+    rows = run_ablation(
+        setup.settings,
+        setup.parts,
+        replay=replay,
+        abstracts=setup.abstracts,
+        key=setup.key,
+        steps=steps or None,
+        echo=echo,
+    )
+    table = ablation_table(rows)
+    echo(table)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"ablation-{name}.md"
+    path.write_text(f"# Ablation: {name}\n\nCommand: `{command}`\n\n{table}\n", encoding="utf-8")
+    echo(f"wrote {path}")
+
+
+def _answer(run: EvalRun, setup: _Setup, replay: Path | None, support: bool, echo: Callable[[str], None]) -> None:
+    """Answer every part into ``run``: its records, a summary per part, the settings the answers used.
+
+    ``replay`` answers through that generation cache; ``support`` judges each sentence's
+    support and adds the judge's agreement with the hand labels to every summary.
+    """
+    llm = None
+    if replay is not None:
+        from evals.replay import ReplayLLM
+        from rag.services import get_services
+
+        backend = get_services(setup.settings).backend
+        llm = ReplayLLM(backend.llm, backend.label, replay)
+    judge = None
+    if support:
+        from evals.judge import make_judge
+
+        judge = make_judge(setup.settings)
+    for name, questions in setup.parts.items():
+        answered = run_answers(
+            questions, setup.settings, key=setup.key, judge=judge, llm=llm, abstracts=setup.abstracts, split=name
+        )
+        run.records += answered.records
+        run.summaries[name] = summarize(answered.records)
+        run.settings = answered.settings
+    if judge is not None:
+        from evals.judge import judge_agreement
+
+        agreement = judge_agreement(judge)
+        for summary in run.summaries.values():
+            summary["judge_agreement"] = agreement["agreement"]
+        echo(
+            f"support judge agrees with {agreement['labels']:.0f} hand labels {agreement['agreement']:.0%} of the time"
+        )
+
+
+def _report(
+    run: EvalRun, out_dir: Path, command: str, gate: bool, failures: list[str] | None, echo: Callable[[str], None]
+) -> bool:
+    """Write the report files and say what the gate decided; False when it failed."""
     paths = write_report(run, out_dir, run.name, command, THRESHOLDS if gate else {}, failures)
     echo("wrote " + ", ".join(str(p) for p in paths))
     if failures:
@@ -137,7 +188,9 @@ def _load(
     if gold_set in GOLD_SETS:
         if gold_set == "asreview":
             if asreview_path is None:
-                raise BadInput("--set asreview needs --asreview PATH: the abstracts.jsonl.gz holding the ASReview records.")
+                raise BadInput(
+                    "--set asreview needs --asreview PATH: the abstracts.jsonl.gz holding the ASReview records."
+                )
             papers: Sequence[Paper] = load_asreview(asreview_path)
         else:
             from ingest import read_papers, sample_corpus
@@ -170,8 +223,10 @@ def _check_gold(parts: dict[str, list[GoldQuestion]], papers: Sequence[Paper]) -
     for name, questions in parts.items():
         for q in questions:
             if missing := sorted(q.gold - by_key.keys()):
-                raise BadInput(f"{name} question {q.id} cites a paper this collection lacks ({missing[0]!r}): "
-                               "check the collection file given, or fix the gold set.")
+                raise BadInput(
+                    f"{name} question {q.id} cites a paper this collection lacks ({missing[0]!r}): "
+                    "check the collection file given, or fix the gold set."
+                )
             text = normalize(" ".join(by_key[k].abstract for k in q.gold))
             if absent := [f for f in q.facts if normalize(f) not in text]:
                 raise BadInput(f"{name} question {q.id}: fact {absent[0]!r} is in none of its gold abstracts.")
