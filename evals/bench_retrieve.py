@@ -1,0 +1,135 @@
+"""``papercite bench retrieve``: latency of hybrid ``retrieve()`` on stores of growing size.
+
+The stores are the one being measured (any settings), the scale corpus ingested once
+into a data directory of its own (:func:`scale_settings`), and that store grown to a
+given number of chunks by noisy copies (:func:`grow_store`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from evals.metrics import percentile
+from rag.errors import BadInput
+from rag.settings import Settings
+
+if TYPE_CHECKING:
+    import numpy as np
+    from llama_index.core.schema import BaseNode
+
+    from rag.store import Store
+
+__all__ = ["bench_retrieval", "grow_store", "scale_settings"]
+
+
+def scale_settings(base: Settings, corpus: Path, echo: Callable[[str], None] = print) -> Settings:
+    """Settings for the scale corpus's own store under ``<data_dir>/bench/scale``, ingested once (idempotent)."""
+    from ingest.pipeline import ingest_path
+
+    if not corpus.is_file():
+        raise BadInput(f"No corpus at {corpus}: pass the path of abstracts.jsonl.gz.")
+    settings = base.model_copy(update={"data_dir": base.data_dir / "bench" / "scale"})
+    echo(ingest_path(corpus, settings=settings).summary())
+    return settings
+
+
+def grow_store(settings: Settings, target_chunks: int, echo: Callable[[str], None] = print) -> Settings:
+    """A store of ``target_chunks`` chunks grown from ``settings``' store, under ``<data_dir>/bench/grown``.
+
+    Real chunks are copied until the target is reached. Copy c of a chunk keeps its text
+    (so BM25 sees the corpus's real vocabulary, each word c+1 times as often) and gets
+    the original vector plus Gaussian noise, renormalised to a cosine of about 0.9 with
+    it, so the HNSW graph holds distinct points spread as the real ones are. Each copy
+    is a distinct chunk (``<chunk id>~c``) of a distinct paper (``paper_id~c``), in
+    Chroma and in the node each stores. Reused when already grown.
+    """
+    import numpy as np
+    from llama_index.core.vector_stores.utils import metadata_dict_to_node
+
+    from rag.services import get_services
+
+    grown = settings.model_copy(update={"data_dir": settings.data_dir.parent / "grown"})
+    store = get_services(grown).store
+    if store.collection.count() >= target_chunks:
+        return grown
+    rows = _read_chunks(get_services(settings).store)
+    vectors = np.asarray(rows["embeddings"], dtype=np.float32)
+    nodes = [metadata_dict_to_node(dict(m), text=t) for m, t in zip(rows["metadatas"], rows["documents"])]
+    sigma = float(np.sqrt((1 / 0.9**2 - 1) / vectors.shape[1]))
+    store.record_embedding_model(settings.embedding.model)
+    # Resume an interrupted growth at the first copy not wholly written (copies are
+    # written in order, each whole before the next; rewriting one is an upsert).
+    copy = store.collection.count() // len(vectors)
+    done = copy * len(vectors)
+    while done < target_chunks:
+        take = min(len(vectors), target_chunks - done)
+        rng = np.random.default_rng(copy)  # the same noise for a copy whether or not growth was resumed
+        noisy = vectors[:take] + (rng.normal(0, sigma, (take, vectors.shape[1])) if copy else 0)
+        noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
+        _write_copy(store, nodes[:take], rows["documents"][:take], noisy, copy)
+        done += take
+        copy += 1
+        echo(f"  grown store: {done:,} chunks")
+    started = time.perf_counter()
+    store.rebuild_bm25()
+    echo(f"  BM25 over {done:,} chunks built in {time.perf_counter() - started:.0f} s")
+    return grown
+
+
+def _read_chunks(store: Store) -> dict[str, list]:
+    """Every chunk in ``store``: its ids, embeddings, documents and metadatas, in the store's order."""
+    rows: dict[str, list] = {"ids": [], "embeddings": [], "documents": [], "metadatas": []}
+    include = ["embeddings", "documents", "metadatas"]
+    # In pages: one get() of a large store exceeds SQLite's limit on query variables.
+    while (page := store.collection.get(limit=5000, offset=len(rows["ids"]), include=include))["ids"]:
+        for key, values in rows.items():
+            values.extend(page[key])
+    return rows
+
+
+def _write_copy(store: Store, nodes: list[BaseNode], documents: list[str], vectors: np.ndarray, copy: int) -> None:
+    """Upsert copy number ``copy`` of ``nodes`` (with their ``documents``) into ``store``, at ``vectors``."""
+    from llama_index.core.vector_stores.utils import node_to_metadata_dict
+
+    # Each copy is a node of its own, id and paper id included, as an ingest would store it.
+    copies = [
+        node.model_copy(
+            update={
+                "id_": f"{node.node_id}~{copy}",
+                "metadata": {**node.metadata, "paper_id": f"{node.metadata['paper_id']}~{copy}"},
+            }
+        )
+        for node in nodes
+    ]
+    flat = store.vector_store.flat_metadata
+    metas = [node_to_metadata_dict(c, remove_text=True, flat_metadata=flat) for c in copies]
+    ids = [c.node_id for c in copies]
+    for start in range(0, len(copies), 5000):
+        end = start + 5000
+        store.collection.upsert(
+            ids=ids[start:end],
+            embeddings=vectors[start:end],
+            documents=documents[start:end],
+            metadatas=metas[start:end],
+        )
+
+
+def bench_retrieval(settings: Settings, questions: Sequence[str], *, repeats: int = 3) -> dict[str, float]:
+    """Latency of ``retrieve()`` (hybrid, warm store) over ``questions``, asked ``repeats`` times each."""
+    from rag.retrieve import retrieve_timed
+    from rag.services import get_services
+
+    store = get_services(settings).store
+    retrieve_timed(questions[0], settings)  # load BM25, MiniLM and the HNSW index first
+    times = [retrieve_timed(q, settings)[1] for _ in range(repeats) for q in questions]
+    stats = store.stats()
+    return {
+        "papers": stats.papers,
+        "chunks": stats.chunks,
+        "queries": len(times),
+        "p50_ms": 1000 * percentile(times, 50),
+        "p95_ms": 1000 * percentile(times, 95),
+    }
