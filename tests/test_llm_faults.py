@@ -45,8 +45,18 @@ def _store_state(settings: Any) -> tuple[int, float]:
     return store.collection.count(), store.bm25_dir.stat().st_mtime
 
 
-@pytest.mark.parametrize(("fault", "why"), [("down", ""), ("slow", "timed out"), ("garbage", ""),
-                                            ("truncated", ""), ("error", "")])
+# What each fault's message says went wrong (rag.llms._describe: the client's own account,
+# first line only), so that the five faults can be told apart.
+WHY = {
+    "down": "Server disconnected without sending a response",
+    "slow": "timed out",
+    "garbage": "Expecting value: line 1 column 1",  # the non-JSON body, as the JSON decoder saw it
+    "truncated": "incomplete chunked read",
+    "error": "llama runner process has terminated: exit status 2 (status code: 500)",  # the server's error, passed on
+}
+
+
+@pytest.mark.parametrize(("fault", "why"), WHY.items())
 def test_each_ollama_fault_is_one_message_naming_the_host_and_the_fix(
     sample_settings: Any, server: OllamaStandIn, fault: str, why: str
 ) -> None:
@@ -58,7 +68,7 @@ def test_each_ollama_fault_is_one_message_naming_the_host_and_the_fix(
         ask(QUESTION, settings=settings)
     message = str(caught.value)
     assert server.url.split("//")[1] in message and "ollama serve" in message and "\n" not in message, message
-    assert why in message
+    assert why in message, message
     assert _store_state(settings) == before  # a failed answer never touches the store
     server.fault = None
     assert TITLE in ask(QUESTION, settings=settings).cited_titles()  # and the next one works
