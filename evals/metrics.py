@@ -146,9 +146,9 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 _NUMBER = re.compile(r"(?<![\w.])(?<![A-Za-z]-)\d+(?:,\d{3})*(?:\.\d+)?")  # not the 10 of "CIFAR-10"
 _LIST_ITEM = re.compile(r"^\s*\d{1,2}[.)]\s+", re.MULTILINE)
-_NUMBER_WORDS = {w: str(i) for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-    "seventeen eighteen nineteen twenty".split())}
+_UNITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+_TEENS = ("ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen")
+_NUMBER_WORDS = {w: str(i) for i, w in enumerate((*_UNITS, *_TEENS, "twenty"))}
 _NUMBER_WORD = re.compile(r"\b(" + "|".join(_NUMBER_WORDS) + r")\b", re.IGNORECASE)
 _SCAFFOLD = re.compile(r"\babstracts? \[\d+\]|from the paper \"|^\s*\[\d+\]", re.IGNORECASE | re.MULTILINE)
 

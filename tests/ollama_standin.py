@@ -30,9 +30,9 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 GenerateFn = Callable[[list[dict], dict, object], Iterator[str]]
 
@@ -42,7 +42,7 @@ FAULTS = (None, "down", "slow", "garbage", "truncated", "error")
 
 def _now() -> str:
     """RFC 3339 UTC timestamp, as Ollama writes ``created_at``."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _details(name: str) -> dict[str, Any]:
@@ -71,7 +71,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive + chunked transfer encoding
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         """Silence the default stderr access log."""
 
     def setup(self) -> None:
@@ -163,7 +163,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _ps(self, _body: dict) -> None:
         st = self.server.standin
-        expires = (datetime.now(timezone.utc) + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        expires = (datetime.now(UTC) + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         extra = {"expires_at": expires, "size_vram": 0, "context_length": st.context_length}
         self._json(200, {"models": [st._entry(n) | extra for n in st.models]})
 
@@ -224,7 +224,7 @@ class _Handler(BaseHTTPRequestHandler):
                         return self._drop()
         except OSError:
             raise
-        except Exception as e:  # model crashed: 500 up front, or an error line mid-stream
+        except Exception as e:  # noqa: BLE001 - a model may raise anything: a 500 up front, or an error line mid-stream
             if not stream:
                 return self._json(500, {"error": str(e)})
             self._chunk({"error": str(e)})
@@ -313,7 +313,7 @@ class OllamaStandIn:
             self._thread.join(timeout=5)
         self._server = self._thread = None
 
-    def __enter__(self) -> OllamaStandIn:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
