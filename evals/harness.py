@@ -87,8 +87,10 @@ def eval_settings(base: Settings, name: str, **updates: Any) -> Settings:
     """``base`` with its own data directory for gold set ``name`` (and section updates)."""
     # The eval's own store, but the model file joined once for the user's data directory.
     models_dir = base.llm.models_dir or base.data_dir / "models"
-    changed: dict[str, Any] = {"data_dir": base.data_dir / "evals" / name,
-                               "llm": base.llm.model_copy(update={"models_dir": models_dir})}
+    changed: dict[str, Any] = {
+        "data_dir": base.data_dir / "evals" / name,
+        "llm": base.llm.model_copy(update={"models_dir": models_dir}),
+    }
     for section, values in updates.items():
         current = changed.get(section, getattr(base, section))
         changed[section] = current.model_copy(update=values)
@@ -144,8 +146,10 @@ def run_answers(
         if replayed := getattr(llm, "take_replayed_seconds", None):  # a ReplayLLM: add what generation cost
             record["seconds"] += replayed()
         run.records.append(record)
-        log(f"[{i}/{len(questions)}] {q.id} {q.kind:13} cited={len(answer.citations)} "
-            f"{'abstained' if answer.abstained else 'answered':9} {answer.timings.total:5.1f} s")
+        log(
+            f"[{i}/{len(questions)}] {q.id} {q.kind:13} cited={len(answer.citations)} "
+            f"{'abstained' if answer.abstained else 'answered':9} {answer.timings.total:5.1f} s"
+        )
     run.summaries = {split or "all": summarize(run.records)}
     return run
 
@@ -166,8 +170,10 @@ def _score(
     # Validity, checked apart from rag's parser: every [n] in the text and every listed
     # citation must be a retrieved source, under the same number and title.
     checks = [n in by_number for n in marker_numbers(answer.text)]
-    checks += [c.number in by_number and by_number[c.number].paper_id == c.paper_id
-               and by_number[c.number].title == c.title for c in answer.citations]
+    checks += [
+        c.number in by_number and by_number[c.number].paper_id == c.paper_id and by_number[c.number].title == c.title
+        for c in answer.citations
+    ]
     support = _support(answer, judge) if judge and not answer.abstained else []
     return {
         "id": q.id,
@@ -185,11 +191,7 @@ def _score(
         "first_token": answer.timings.first_token,
         "prompt_tokens": answer.prompt_tokens,
         "dropped_markers": answer.dropped_markers,
-        "recall@1": recall_at_k(ranking, q.gold, 1) if q.answerable else None,
-        "recall@5": recall_at_k(ranking, q.gold, 5) if q.answerable else None,
-        "recall@10": recall_at_k(ranking, q.gold, 10) if q.answerable else None,
-        "mrr": mrr(ranking, q.gold) if q.answerable else None,
-        "ndcg@10": ndcg_at_k(ranking, q.gold, 10) if q.answerable else None,
+        **_ranking_scores(q, ranking),
         # An abstention on an answerable question is a miss: it scores 0, not "no answer".
         "citation_precision": (citation_precision(cited, q.gold) or 0.0) if q.answerable else None,
         "citation_recall": citation_recall(cited, q.gold) if q.answerable else None,
@@ -200,12 +202,26 @@ def _score(
         "facts_found": facts,
         "premise_answered": (answered and bool(set(cited) & q.gold)) if q.kind == "false_premise" else None,
         "premise_corrected": (answered and bool(set(cited) & q.gold) and bool(facts))
-        if q.kind == "false_premise" else None,
+        if q.kind == "false_premise"
+        else None,
         "unsupported_numbers": [] if answer.abstained else unsupported_number_sentences(answer.text, whole),
         "sentences": [asdict(s) for s in answer.sentences],
         **_corrections(q, answer, key),
         "echo": echoes_scaffolding(answer.text, [c.title for c in answer.citations]) if not answer.abstained else None,
         "support": support,
+    }
+
+
+def _ranking_scores(q: GoldQuestion, ranking: list[str]) -> dict[str, float | None]:
+    """Paper-level retrieval scores of one question's ranking; None each for an unanswerable question."""
+    if not q.answerable:
+        return dict.fromkeys(("recall@1", "recall@5", "recall@10", "mrr", "ndcg@10"))
+    return {
+        "recall@1": recall_at_k(ranking, q.gold, 1),
+        "recall@5": recall_at_k(ranking, q.gold, 5),
+        "recall@10": recall_at_k(ranking, q.gold, 10),
+        "mrr": mrr(ranking, q.gold),
+        "ndcg@10": ndcg_at_k(ranking, q.gold, 10),
     }
 
 
@@ -223,8 +239,12 @@ def _corrections(q: GoldQuestion, answer: Answer, key: Callable[[str, str], str]
             right += bool(set(s.citations) & gold) and not set(s.written) & gold
             wrong += bool(set(s.written) & gold) and not set(s.citations) & gold
     removed = sum(1 for s in answer.sentences if not s.shown and s.verdict == "unsupported")
-    return {"corrected": sum(s.verdict == "corrected" for s in answer.sentences), "corrected_right": right,
-            "corrected_wrong": wrong, "removed_unsupported": removed}
+    return {
+        "corrected": sum(s.verdict == "corrected" for s in answer.sentences),
+        "corrected_right": right,
+        "corrected_wrong": wrong,
+        "removed_unsupported": removed,
+    }
 
 
 def _support(answer: Answer, judge: Callable[[str, Sequence[str]], bool]) -> list[dict[str, Any]]:
