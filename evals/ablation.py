@@ -29,13 +29,21 @@ if TYPE_CHECKING:
 __all__ = ["ABLATED", "ablation_table", "run_ablation"]
 
 #: The steps switched off in turn (resolve_markers and compose always run; judge is off by default).
-ABLATED: tuple[str, ...] = (*(s.name for s in PRE_STEPS if not s.required), "retry",
-                            *(s.name for s in POST_STEPS if not s.required and s.name != "judge"))
-_COLUMNS = (("citation_precision", "precision", "{:.3f}"), ("citation_recall", "recall", "{:.3f}"),
-            ("wrong_abstention", "wrongful abstention", "{:.3f}"), ("abstention", "not-covered abstention", "{:.3f}"),
-            ("premise_answered", "false premise answered", "{:.3f}"),
-            ("unsupported_numbers", "unsupported numbers shown", "{:.0f}"),
-            ("echo", "layout or title echoed", "{:.3f}"), ("seconds_mean", "seconds", "{:.1f}"))
+ABLATED: tuple[str, ...] = (
+    *(s.name for s in PRE_STEPS if not s.required),
+    "retry",
+    *(s.name for s in POST_STEPS if not s.required and s.name != "judge"),
+)
+_COLUMNS = (
+    ("citation_precision", "precision", "{:.3f}"),
+    ("citation_recall", "recall", "{:.3f}"),
+    ("wrong_abstention", "wrongful abstention", "{:.3f}"),
+    ("abstention", "not-covered abstention", "{:.3f}"),
+    ("premise_answered", "false premise answered", "{:.3f}"),
+    ("unsupported_numbers", "unsupported numbers shown", "{:.0f}"),
+    ("echo", "layout or title echoed", "{:.3f}"),
+    ("seconds_mean", "seconds", "{:.1f}"),
+)
 
 
 def run_ablation(
@@ -58,8 +66,9 @@ def run_ablation(
         BadInput: a step that cannot be switched off.
     """
     if unknown := sorted(set(steps or ()) - set(ABLATED)):
-        raise BadInput(f"--ablate-step {unknown[0]}: not a step that can be switched off; "
-                       f"use one of {', '.join(ABLATED)}.")
+        raise BadInput(
+            f"--ablate-step {unknown[0]}: not a step that can be switched off; use one of {', '.join(ABLATED)}."
+        )
     if model is None:
         backend = get_services(settings).backend
         model, label = backend.llm, backend.label
@@ -69,8 +78,8 @@ def run_ablation(
     rows: dict[str, dict[str, dict[str, float | None]]] = {}
     for off in (None, *(s for s in ABLATED if steps is None or s in steps)):
         row = "all steps" if off is None else f"no {off}"
-        conf = settings.model_copy(update={"answer": settings.answer.model_copy(
-            update={"skip": (*settings.answer.skip, off) if off else settings.answer.skip})})
+        skip = (*settings.answer.skip, off) if off else settings.answer.skip
+        conf = settings.model_copy(update={"answer": settings.answer.model_copy(update={"skip": skip})})
         rows[row] = {}
         for name, questions in parts.items():
             run = run_answers(questions, conf, key=key, llm=llm, abstracts=abstracts, split=name, log=lambda _: None)

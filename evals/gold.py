@@ -102,13 +102,22 @@ def load_gold(path: str | Path = BUNDLED) -> list[GoldQuestion]:
             if kind not in KINDS:
                 raise ValueError(f"kind must be one of {', '.join(KINDS)}")
             titles = tuple(record.get("gold_titles", []))
-            questions.append(GoldQuestion(
-                str(record["id"]), record["question"], kind, frozenset(title_key(t) for t in titles),
-                titles, tuple(record.get("facts", [])), bool(record.get("near_miss", False)),
-            ))
+            questions.append(
+                GoldQuestion(
+                    str(record["id"]),
+                    record["question"],
+                    kind,
+                    frozenset(title_key(t) for t in titles),
+                    titles,
+                    tuple(record.get("facts", [])),
+                    bool(record.get("near_miss", False)),
+                )
+            )
         except (ValueError, KeyError, TypeError) as exc:
-            raise BadInput(f"{path.name}:{line_no}: not a gold question ({exc}); each line needs id, question, "
-                           "kind, gold_titles and facts.") from exc
+            raise BadInput(
+                f"{path.name}:{line_no}: not a gold question ({exc}); each line needs id, question, "
+                "kind, gold_titles and facts."
+            ) from exc
     return questions
 
 
@@ -129,8 +138,14 @@ def load_scifact(directory: str | Path) -> tuple[list[Paper], list[GoldQuestion]
         for row_no, row in enumerate(csv.DictReader(f), start=2):
             # The abstract is a printed list of quoted sentences, some adjacent without a comma.
             sentences = [ast.literal_eval(s) for s in _QUOTED.findall(row["abstract"])]
-            papers.append(Paper(f"scifact:{row['doc_id']}", " ".join(row["title"].split()),
-                                " ".join(" ".join(sentences).split()), origin=f"{corpus.name}:{row_no}"))
+            papers.append(
+                Paper(
+                    f"scifact:{row['doc_id']}",
+                    " ".join(row["title"].split()),
+                    " ".join(" ".join(sentences).split()),
+                    origin=f"{corpus.name}:{row_no}",
+                )
+            )
     by_id: dict[str, GoldQuestion] = {}  # a claim has one row per evidence document
     with claims.open(newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):

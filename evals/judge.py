@@ -39,6 +39,11 @@ def judge_agreement(judge: Judge, path: Path = LABELS) -> dict[str, float]:
         tn += not verdict and not label
         fp += verdict and not label
         fn += not verdict and label
-    return {"labels": float(len(rows)), "agreement": agree / len(rows) if rows else 0.0,
-            "judge_yes_label_yes": float(tp), "judge_no_label_no": float(tn),
-            "judge_yes_label_no": float(fp), "judge_no_label_yes": float(fn)}
+    return {
+        "labels": float(len(rows)),
+        "agreement": agree / len(rows) if rows else 0.0,
+        "judge_yes_label_yes": float(tp),
+        "judge_no_label_no": float(tn),
+        "judge_yes_label_no": float(fp),
+        "judge_no_label_yes": float(fn),
+    }

@@ -96,8 +96,13 @@ class ReplayLLM(CustomLLM):
                 first = time.perf_counter() - started
             reply += response.delta or ""
             prompt_tokens = response.additional_kwargs.get("prompt_tokens") or prompt_tokens
-        entry = {"key": key, "reply": reply, "prompt_tokens": prompt_tokens,
-                 "seconds": time.perf_counter() - started, "first_token": first}
+        entry = {
+            "key": key,
+            "reply": reply,
+            "prompt_tokens": prompt_tokens,
+            "seconds": time.perf_counter() - started,
+            "first_token": first,
+        }
         with self._lock:
             self._entries[key] = entry
             self._misses += 1
@@ -109,8 +114,10 @@ class ReplayLLM(CustomLLM):
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         entry = self._generate(messages, kwargs)
-        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=entry["reply"]),
-                            additional_kwargs={"prompt_tokens": entry["prompt_tokens"]})
+        return ChatResponse(
+            message=ChatMessage(role=MessageRole.ASSISTANT, content=entry["reply"]),
+            additional_kwargs={"prompt_tokens": entry["prompt_tokens"]},
+        )
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
@@ -121,8 +128,11 @@ class ReplayLLM(CustomLLM):
             for piece in entry["reply"].split(" "):
                 delta = piece if not text else " " + piece
                 text += delta
-                yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=delta,
-                                   additional_kwargs={"prompt_tokens": entry["prompt_tokens"]})
+                yield ChatResponse(
+                    message=ChatMessage(role=MessageRole.ASSISTANT, content=text),
+                    delta=delta,
+                    additional_kwargs={"prompt_tokens": entry["prompt_tokens"]},
+                )
 
         return gen()
 

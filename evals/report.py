@@ -79,8 +79,14 @@ def retrieval_table(results: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def write_report(run: EvalRun, out_dir: Path, title: str, command: str, thresholds: dict[str, float],
-                 failures: list[str] | None = None) -> list[Path]:
+def write_report(
+    run: EvalRun,
+    out_dir: Path,
+    title: str,
+    command: str,
+    thresholds: dict[str, float],
+    failures: list[str] | None = None,
+) -> list[Path]:
     """Write eval-report.md, eval-report.json and eval-report.png into ``out_dir``; return their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     md, js, png = out_dir / "eval-report.md", out_dir / "eval-report.json", out_dir / "eval-report.png"
@@ -93,19 +99,32 @@ def write_report(run: EvalRun, out_dir: Path, title: str, command: str, threshol
     if run.retrieval:
         parts += ["## Retrieval (paper level)", "", retrieval_table(run.retrieval), ""]
     md.write_text("\n".join(parts), encoding="utf-8")
-    js.write_text(json.dumps({"summaries": run.summaries, "retrieval": run.retrieval, "settings": run.settings,
-                              "questions": run.records}, indent=1, ensure_ascii=False), encoding="utf-8")
+    report = {
+        "summaries": run.summaries,
+        "retrieval": run.retrieval,
+        "settings": run.settings,
+        "questions": run.records,
+    }
+    js.write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
     _plot(run, png, title)
     return [md, js, png]
 
 
 def _worst(records: list[dict[str, Any]]) -> list[str]:
-    misses = [r for r in records if (r["kind"] == "out_of_scope") != r["abstained"]
-              or (r["citation_recall"] is not None and r["citation_recall"] < 1)]
+    misses = [
+        r
+        for r in records
+        if (r["kind"] == "out_of_scope") != r["abstained"]
+        or (r["citation_recall"] is not None and r["citation_recall"] < 1)
+    ]
     if not misses:
         return []
-    lines = ["## Questions the answer missed", "", "| part | id | kind | question | cited | abstained |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "## Questions the answer missed",
+        "",
+        "| part | id | kind | question | cited | abstained |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for r in misses:
         cited = "; ".join(c["title"][:50] for c in r["citations"]) or "–"
         row = f"| {r.get('split') or '–'} | {r['id']} | {r['kind']} | {r['question']} | {cited} | {r['abstained']} |"
@@ -124,8 +143,12 @@ def _plot(run: EvalRun, path: Path, title: str) -> None:
     fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.5), squeeze=False)
     col = 0
     if summary:
-        keys = [(k, label) for k, label, pattern in ROWS if summary.get(k) is not None and pattern == "{:.3f}"
-                and not k.startswith(("judge", "echo"))]  # shares, not counts or seconds
+        # Shares only, not counts or seconds.
+        keys = [
+            (k, label)
+            for k, label, pattern in ROWS
+            if summary.get(k) is not None and pattern == "{:.3f}" and not k.startswith(("judge", "echo"))
+        ]
         ax = axes[0][col]
         ax.barh([label for _, label in keys][::-1], [summary[k] for k, _ in keys][::-1], color="#2563eb")
         ax.set_xlim(0, 1)

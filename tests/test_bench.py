@@ -23,8 +23,9 @@ def _corpus(tmp_path: Path, n: int) -> Path:
 
 
 def test_bench_ingest_prints_every_case_against_the_bound_and_the_plain_pipeline(tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["bench", "ingest", "--corpus", str(_corpus(tmp_path, 12)), "--sizes", "10",
-                                      "--repeats", "1", "--cases", "papercite,plain,encoder-float32"])
+    corpus, cases = _corpus(tmp_path, 12), "papercite,plain,encoder-float32"
+    args = ["bench", "ingest", "--corpus", str(corpus), "--sizes", "10", "--repeats", "1", "--cases", cases]
+    result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     rows = {line.split("|")[1].strip(): line for line in result.stdout.splitlines() if line.startswith("| ")}
     assert {"papercite", "plain", "encoder-float32"} <= set(rows)

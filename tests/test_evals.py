@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from evals.gold import BUNDLED, GOLD_SETS, load_gold, load_scifact, title_key
+from evals.gold import BUNDLED, GOLD_SETS, GoldQuestion, load_gold, load_scifact, title_key
 from evals.harness import check_gate, run_answers
 from evals.metrics import (
     echoes_scaffolding,
@@ -32,7 +33,9 @@ def test_ranking_metrics() -> None:
     assert mrr(ranking, {"c"}) == pytest.approx(1 / 3) and mrr(ranking, {"z"}) == 0
     assert ndcg_at_k(ranking, {"a"}) == 1.0
     assert ndcg_at_k(ranking, {"b"}) == pytest.approx(1 / math.log2(3))
-    assert ndcg_at_k(["x", "a", "b"], {"a", "b"}) == pytest.approx((1 / math.log2(3) + 1 / math.log2(4)) / (1 + 1 / math.log2(3)))
+    assert ndcg_at_k(["x", "a", "b"], {"a", "b"}) == pytest.approx(
+        (1 / math.log2(3) + 1 / math.log2(4)) / (1 + 1 / math.log2(3))
+    )
 
 
 def test_fact_matching_is_normalised_not_fuzzy() -> None:
@@ -67,17 +70,60 @@ def test_scaffolding_echo_is_the_prompt_layout_not_a_citation() -> None:
 def test_summary_counts_abstention_on_answerable_questions_as_a_miss() -> None:
     from evals.harness import summarize
 
-    base = {"recall@1": 1.0, "recall@5": 1.0, "recall@10": 1.0, "mrr": 1.0, "ndcg@10": 1.0, "valid_citations": 1,
-            "checked_citations": 1, "support": [], "seconds": 1.0, "first_token": 1.0, "prompt_tokens": 10,
-            "unsupported_numbers": [], "near_miss": False, "model": "m"}
+    base = {
+        "recall@1": 1.0,
+        "recall@5": 1.0,
+        "recall@10": 1.0,
+        "mrr": 1.0,
+        "ndcg@10": 1.0,
+        "valid_citations": 1,
+        "checked_citations": 1,
+        "support": [],
+        "seconds": 1.0,
+        "first_token": 1.0,
+        "prompt_tokens": 10,
+        "unsupported_numbers": [],
+        "near_miss": False,
+        "model": "m",
+    }
     records = [
-        {**base, "kind": "single", "abstained": False, "citation_precision": 1.0, "citation_recall": 1.0,
-         "answered_precision": 1.0, "answered_recall": 1.0, "facts_found": 1.0, "premise_corrected": None, "echo": False},
-        {**base, "kind": "single", "abstained": True, "citation_precision": 0.0, "citation_recall": 0.0,
-         "answered_precision": None, "answered_recall": None, "facts_found": 0.0, "premise_corrected": None, "echo": None},
-        {**base, "kind": "out_of_scope", "abstained": True, "citation_precision": None, "citation_recall": None,
-         "answered_precision": None, "answered_recall": None, "facts_found": None, "premise_corrected": None,
-         "echo": None, "near_miss": True},
+        {
+            **base,
+            "kind": "single",
+            "abstained": False,
+            "citation_precision": 1.0,
+            "citation_recall": 1.0,
+            "answered_precision": 1.0,
+            "answered_recall": 1.0,
+            "facts_found": 1.0,
+            "premise_corrected": None,
+            "echo": False,
+        },
+        {
+            **base,
+            "kind": "single",
+            "abstained": True,
+            "citation_precision": 0.0,
+            "citation_recall": 0.0,
+            "answered_precision": None,
+            "answered_recall": None,
+            "facts_found": 0.0,
+            "premise_corrected": None,
+            "echo": None,
+        },
+        {
+            **base,
+            "kind": "out_of_scope",
+            "abstained": True,
+            "citation_precision": None,
+            "citation_recall": None,
+            "answered_precision": None,
+            "answered_recall": None,
+            "facts_found": None,
+            "premise_corrected": None,
+            "echo": None,
+            "near_miss": True,
+        },
     ]
     summary = summarize(records)
     assert summary["citation_precision"] == 0.5 and summary["citation_recall"] == 0.5
@@ -153,37 +199,52 @@ def test_scifact_loader_reads_adjacent_quoted_sentences(tmp_path: Path) -> None:
     with (tmp_path / "claims_train.csv").open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["id", "claim", "evidence_doc_id", "evidence_label", "evidence_sentences", "cited_doc_ids"])
-        writer.writerows([["1", "A claim.", "7", "SUPPORT", "[0]", "[7]"], ["1", "A claim.", "7", "SUPPORT", "[1]", "[7]"],
-                          ["2", "No docs.", "", "", "[]", "[]"]])
+        writer.writerows(
+            [
+                ["1", "A claim.", "7", "SUPPORT", "[0]", "[7]"],
+                ["1", "A claim.", "7", "SUPPORT", "[1]", "[7]"],
+                ["2", "No docs.", "", "", "[]", "[]"],
+            ]
+        )
     papers, claims = load_scifact(tmp_path)
     assert papers[0].id == "scifact:7" and papers[0].abstract == "First sentence. It's second. Third, with 'quote'"
     assert [(c.question, set(c.gold)) for c in claims] == [("A claim.", {"scifact:7"})]
 
 
+WAVELET = "WaveMix: A Resource-efficient Neural Network for Image Analysis"
+# A single-paper question of the sample corpus, answered by its WaveMix paper.
+WAVELET_QUESTION = GoldQuestion(
+    "t1",
+    "Which architecture mixes image tokens with a 2D wavelet transform?",
+    "single",
+    frozenset({title_key(WAVELET)}),
+    (WAVELET,),
+    ("wavelet",),
+)
+
+
 def test_gate_passes_sound_answers_and_fails_a_broken_citation_parser(sample_settings, scripted, monkeypatch) -> None:
     import rag.steps
-    from evals.gold import GoldQuestion
     from rag.types import Citation
 
-    wavelet = "WaveMix: A Resource-efficient Neural Network for Image Analysis"
-    question = GoldQuestion("t1", "Which architecture mixes image tokens with a 2D wavelet transform?", "single",
-                            frozenset({title_key(wavelet)}), (wavelet,), ("wavelet",))
     gate = {"citation_validity": 1.0, "citation_precision": 0.8, "citation_recall": 0.75, "recall@5": 0.9}
     reply = "WaveMix uses a multi-level two-dimensional discrete wavelet transform (2D-DWT) in its blocks [1]."
 
     scripted.enqueue(reply)
-    sound = run_answers([question], sample_settings, llm=scripted, log=lambda _: None)
+    sound = run_answers([WAVELET_QUESTION], sample_settings, llm=scripted, log=lambda _: None)
     assert check_gate(sound.summaries["all"], gate) == []
     assert sound.summaries["all"]["facts"] == 1.0
 
     def off_by_one(self):  # a parser bug: [n] mapped to the paper after n
         sources = self.sources
-        return tuple(Citation(n, sources[n % len(sources)].title, sources[n % len(sources)].paper_id)
-                     for n in rag.steps.marker_numbers(self.text))
+        return tuple(
+            Citation(n, sources[n % len(sources)].title, sources[n % len(sources)].paper_id)
+            for n in rag.steps.marker_numbers(self.text)
+        )
 
     monkeypatch.setattr(rag.steps.Draft, "citations", off_by_one)
     scripted.enqueue(reply)
-    broken = run_answers([question], sample_settings, llm=scripted, log=lambda _: None)
+    broken = run_answers([WAVELET_QUESTION], sample_settings, llm=scripted, log=lambda _: None)
     failures = check_gate(broken.summaries["all"], gate)
     assert any(f.startswith("citation_validity") for f in failures)
     assert any(f.startswith("citation_precision") for f in failures)
@@ -232,24 +293,26 @@ def test_replay_generates_a_prompt_once_and_replays_it_from_the_file(tmp_path: P
 
 def test_ablation_switches_each_step_off_in_turn_and_replays_generations(sample_settings, scripted, tmp_path) -> None:
     from evals.ablation import ABLATED, ablation_table, run_ablation
-    from evals.gold import GoldQuestion
 
-    wavelet = "WaveMix: A Resource-efficient Neural Network for Image Analysis"
-    question = GoldQuestion("t1", "Which architecture mixes image tokens with a 2D wavelet transform?", "single",
-                            frozenset({title_key(wavelet)}), (wavelet,), ("wavelet",))
     scripted.enqueue(*["WaveMix uses a 2D-DWT, a discrete wavelet transform, in its blocks [1]."] * 4)
-    rows = run_ablation(sample_settings, {"test": [question]}, replay=tmp_path / "gen.jsonl", abstracts={},
-                        key=lambda _pid, title: title_key(title), model=scripted, echo=lambda _: None)
+    ablate = functools.partial(
+        run_ablation,
+        sample_settings,
+        {"test": [WAVELET_QUESTION]},
+        replay=tmp_path / "gen.jsonl",
+        abstracts={},
+        key=lambda _pid, title: title_key(title),
+        model=scripted,
+        echo=lambda _: None,
+    )
+    rows = ablate()
     assert list(rows) == ["all steps", *(f"no {step}" for step in ABLATED)]
     assert rows["all steps"]["test"]["citation_precision"] == 1.0
     # Only switching off context selection changes the prompt: two generations in all, the rest replayed.
     assert len(scripted.history) == 2
     table = ablation_table(rows)
     assert table.splitlines()[0].startswith("| step off | precision (test) |") and "| no verify |" in table
-    some = run_ablation(sample_settings, {"test": [question]}, replay=tmp_path / "gen.jsonl", abstracts={},
-                        key=lambda _pid, title: title_key(title), model=scripted, steps=("decide",),
-                        echo=lambda _: None)
+    some = ablate(steps=("decide",))
     assert list(some) == ["all steps", "no decide"] and len(scripted.history) == 2  # all replayed
     with pytest.raises(BadInput, match="--ablate-step generate"):
-        run_ablation(sample_settings, {"test": [question]}, replay=tmp_path / "gen.jsonl", abstracts={},
-                     key=lambda _pid, title: title_key(title), model=scripted, steps=("generate",))
+        ablate(steps=("generate",))
