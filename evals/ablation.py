@@ -79,7 +79,7 @@ def run_ablation(
     for off in (None, *(s for s in ABLATED if steps is None or s in steps)):
         row = "all steps" if off is None else f"no {off}"
         skip = (*settings.answer.skip, off) if off else settings.answer.skip
-        conf = settings.model_copy(update={"answer": settings.answer.model_copy(update={"skip": skip})})
+        conf = settings.updated(answer={"skip": skip})
         rows[row] = {}
         for name, questions in parts.items():
             run = run_answers(questions, conf, key=key, llm=llm, abstracts=abstracts, split=name, log=lambda _: None)

@@ -228,11 +228,12 @@ def _bare_encoder(papers_file: Path, settings: object) -> dict[str, float]:
     from ingest.readers import read_papers
     from rag.services import get_services
 
-    nodes, _ = chunk_papers(read_papers(papers_file).papers, settings)  # type: ignore[arg-type]
+    services = get_services(settings)  # type: ignore[arg-type]
+    nodes, _ = chunk_papers(read_papers(papers_file).papers, services)
     texts = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
-    conf = settings.embedding  # type: ignore[attr-defined]
+    conf = services.settings.embedding
     # The very SentenceTransformer papercite loads (same dtype), called directly.
-    model = get_services(settings).embed_model._model  # type: ignore[arg-type]
+    model = services.embed_model._model  # type: ignore[attr-defined]
     model.encode(texts[:8])  # first call sets up kernels
     started = time.perf_counter()
     model.encode(texts, batch_size=conf.batch_size, normalize_embeddings=True)

@@ -82,9 +82,8 @@ def grow_store(settings: Settings, target_chunks: int, echo: Callable[[str], Non
 def _read_chunks(store: Store) -> dict[str, list]:
     """Every chunk in ``store``: its ids, embeddings, documents and metadatas, in the store's order."""
     rows: dict[str, list] = {"ids": [], "embeddings": [], "documents": [], "metadatas": []}
-    include = ["embeddings", "documents", "metadatas"]
     # In pages: one get() of a large store exceeds SQLite's limit on query variables.
-    while (page := store.collection.get(limit=5000, offset=len(rows["ids"]), include=include))["ids"]:
+    for page in store.pages(("embeddings", "documents", "metadatas")):
         for key, values in rows.items():
             values.extend(page[key])
     return rows
@@ -122,9 +121,10 @@ def bench_retrieval(settings: Settings, questions: Sequence[str], *, repeats: in
     from rag.retrieve import retrieve_timed
     from rag.services import get_services
 
-    store = get_services(settings).store
-    retrieve_timed(questions[0], settings)  # load BM25, MiniLM and the HNSW index first
-    times = [retrieve_timed(q, settings)[1] for _ in range(repeats) for q in questions]
+    services = get_services(settings)
+    store = services.store
+    retrieve_timed(questions[0], services)  # load BM25, MiniLM and the HNSW index first
+    times = [retrieve_timed(q, services)[1] for _ in range(repeats) for q in questions]
     stats = store.stats()
     return {
         "papers": stats.papers,

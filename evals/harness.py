@@ -28,7 +28,7 @@ from evals.metrics import (
     unsupported_number_sentences,
 )
 from rag.answer import ask
-from rag.retrieve import build_retriever, group_by_paper, retrieve
+from rag.retrieve import group_by_paper, retrieve
 from rag.services import get_services
 from rag.settings import Settings
 from rag.types import Answer
@@ -87,14 +87,8 @@ def eval_settings(base: Settings, name: str, **updates: Any) -> Settings:
     """``base`` with its own data directory for gold set ``name`` (and section updates)."""
     # The eval's own store, but the model file joined once for the user's data directory.
     models_dir = base.llm.models_dir or base.data_dir / "models"
-    changed: dict[str, Any] = {
-        "data_dir": base.data_dir / "evals" / name,
-        "llm": base.llm.model_copy(update={"models_dir": models_dir}),
-    }
-    for section, values in updates.items():
-        current = changed.get(section, getattr(base, section))
-        changed[section] = current.model_copy(update=values)
-    return base.model_copy(update=changed)
+    own = base.model_copy(update={"data_dir": base.data_dir / "evals" / name})
+    return own.updated(**{**updates, "llm": {"models_dir": models_dir, **updates.get("llm", {})}})
 
 
 def stratified(questions: Sequence[GoldQuestion], limit: int | None) -> list[GoldQuestion]:
@@ -332,9 +326,8 @@ def run_retrieval(
     keyed by ``key(paper_id, title)`` (the paper id by default). Each retriever returns 3x ``depth`` chunks so that at
     least ``depth`` papers are ranked.
     """
-    conf = settings.retrieval.model_copy(update={"candidates": depth * 3})
-    services = get_services(settings.model_copy(update={"retrieval": conf}))
-    hybrid = build_retriever(services)
+    services = get_services(settings.updated(retrieval={"candidates": depth * 3}))
+    hybrid = services.retriever()
     modes = {"dense": hybrid.dense, "bm25": hybrid.sparse, "hybrid": hybrid}
     results: dict[str, dict[str, float]] = {}
     for mode, retriever in modes.items():

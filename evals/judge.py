@@ -23,8 +23,7 @@ LABELS = Path(__file__).parent / "data" / "judge_labels.jsonl"
 
 def make_judge(settings: Settings) -> Judge:
     """The judge on the embedded model, whatever backend answers."""
-    llm_conf = settings.llm.model_copy(update={"backend": "embedded"})
-    return judge_on(get_services(settings.model_copy(update={"llm": llm_conf})).backend)
+    return judge_on(get_services(settings.updated(llm={"backend": "embedded"})).backend)
 
 
 def judge_agreement(judge: Judge, path: Path = LABELS) -> dict[str, float]:

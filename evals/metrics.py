@@ -51,6 +51,8 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 
+from rag.citations import CITE
+
 __all__ = [
     "answer_sentences",
     "citation_precision",
@@ -67,8 +69,6 @@ __all__ = [
     "recall_at_k",
     "unsupported_number_sentences",
 ]
-
-_MARKER = re.compile(r"\[(\d+)\]")
 
 
 def recall_at_k(ranking: Sequence[str], gold: Iterable[str], k: int) -> float:
@@ -107,7 +107,7 @@ def citation_recall(cited: Iterable[str], gold: Iterable[str]) -> float:
 
 def marker_numbers(text: str) -> list[int]:
     """Every ``[n]`` number in an answer's text, in order (a parser independent of ``rag``)."""
-    return [int(n) for n in _MARKER.findall(text)]
+    return [int(n) for n in CITE.findall(text)]
 
 
 def normalize(text: str) -> str:
@@ -158,7 +158,7 @@ def numbers_in(text: str, *, words: bool = False) -> set[str]:
 
     With ``words``, number words from zero to twenty count too ("three" is "3").
     """
-    text = _LIST_ITEM.sub("", _MARKER.sub(" ", text))
+    text = _LIST_ITEM.sub("", CITE.sub(" ", text))
     found = {m.replace(",", "") for m in _NUMBER.findall(text)}
     if words:
         found |= {_NUMBER_WORDS[w.lower()] for w in _NUMBER_WORD.findall(text)}

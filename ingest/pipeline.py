@@ -12,16 +12,17 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ingest.papers import Paper, Problem
 from ingest.readers import read_papers
+from rag.chunks import HIDDEN, ChunkRecord
+from rag.embedding import word_pieces
 from rag.errors import StoreBusy
-from rag.services import get_services
+from rag.services import Services, get_services
 from rag.settings import Settings
-from rag.store import CHUNK_METADATA_HIDDEN
 
 if TYPE_CHECKING:
     from llama_index.core.node_parser import SentenceSplitter
@@ -68,6 +69,7 @@ def ingest_path(
     path: str | Path,
     *,
     settings: Settings | None = None,
+    services: Services | None = None,
     format: str | None = None,
     progress: Progress | bool = True,
 ) -> IngestReport:
@@ -76,6 +78,7 @@ def ingest_path(
     Args:
         path: a page-text, JSONL/JSON, CSV or BibTeX file (chosen by extension).
         settings: defaults to ``Settings()``.
+        services: the store and encoder to write with; defaults to the shared ones for ``settings``.
         format: force a reader: page, jsonl, json, csv or bibtex.
         progress: True for a progress bar on stderr, False for none, or a callback.
 
@@ -85,7 +88,7 @@ def ingest_path(
         StoreError: the store cannot be opened or was built with another embedding model.
     """
     read = read_papers(path, format=format)
-    report = ingest_papers(read.papers, settings=settings, progress=progress, source=str(path))
+    report = ingest_papers(read.papers, settings=settings, services=services, progress=progress, source=str(path))
     report.skipped[:0] = read.problems
     return report
 
@@ -94,13 +97,17 @@ def ingest_papers(
     papers: Sequence[Paper],
     *,
     settings: Settings | None = None,
+    services: Services | None = None,
     progress: Progress | bool = True,
     source: str = "papers",
 ) -> IngestReport:
-    """Chunk, embed and store papers that are new or changed; rebuild BM25 if anything changed."""
+    """Chunk, embed and store papers that are new or changed; rebuild BM25 if anything changed.
+
+    ``services`` defaults to the shared ones for ``settings`` (``Settings()`` when neither is given).
+    """
     started = time.perf_counter()
-    settings = settings or Settings()
-    services = get_services(settings)
+    services = services or get_services(settings or Settings())
+    settings = services.settings
     store = services.store
     store.check_embedding_model(settings.embedding.model)
     report = IngestReport(source)
@@ -108,7 +115,9 @@ def ingest_papers(
     unique: dict[str, Paper] = {}
     for paper in papers:
         if paper.id in unique:
-            report.skipped.append(Problem(paper.origin or source, f"same paper as {unique[paper.id].origin or 'an earlier record'}"))
+            report.skipped.append(
+                Problem(paper.origin or source, f"same paper as {unique[paper.id].origin or 'an earlier record'}")
+            )
         else:
             unique[paper.id] = paper
     with _one_writer(settings, store.location):
@@ -126,15 +135,17 @@ def ingest_papers(
                 to_write.append(paper)
 
         if to_write:
-            nodes, problems = chunk_papers(to_write, settings)
+            nodes, problems = chunk_papers(to_write, services)
             report.skipped.extend(problems)
             failed = {p.location for p in problems}
             report.added = [pid for pid in report.added if unique[pid].origin not in failed]
             report.updated = [pid for pid in report.updated if unique[pid].origin not in failed]
             store.record_embedding_model(settings.embedding.model)
+            # Until the rebuild below, BM25 is behind Chroma: a kill in between leaves the mark.
+            store.sparse.mark_stale()
             # Old chunks of changed or half-written papers go first, so none is left orphaned.
             store.delete_papers(report.updated)
-            report.chunks_written = _embed_and_store(nodes, services, settings, _progress_callback(progress, len(nodes)))
+            report.chunks_written = _embed_and_store(nodes, services, _progress_callback(progress, len(nodes)))
         if to_write or (store.collection.count() and store.bm25() is None):
             store.rebuild_bm25()
     report.seconds = time.perf_counter() - started
@@ -155,29 +166,31 @@ def _one_writer(settings: Settings, location: str) -> Iterator[None]:
     try:
         lock.acquire()
     except Timeout:
-        raise StoreBusy(f"Another ingest is writing to the store at {location}: wait for it to finish, "
-                        "then run this again (nothing was written).") from None
+        raise StoreBusy(
+            f"Another ingest is writing to the store at {location}: wait for it to finish, "
+            "then run this again (nothing was written)."
+        ) from None
     try:
         yield
     finally:
         lock.release()
 
 
-def chunk_papers(papers: Iterable[Paper], settings: Settings) -> tuple[list[TextNode], list[Problem]]:
+def chunk_papers(papers: Iterable[Paper], services: Services) -> tuple[list[TextNode], list[Problem]]:
     """Split papers into the chunks ingest embeds (title included), and the papers that cannot be split."""
-    return _chunk(papers, _splitter(get_services(settings).embed_model, settings))
+    return _chunk(papers, _splitter(services))
 
 
-def _splitter(embed_model: object, settings: Settings) -> SentenceSplitter:
+def _splitter(services: Services) -> SentenceSplitter:
     from llama_index.core.node_parser import SentenceSplitter
 
-    tokenizer = embed_model._model.tokenizer  # type: ignore[attr-defined]
+    conf = services.settings.embedding
     # Count in the embedding model's own word pieces, so no chunk (title included)
     # exceeds what it reads: a tiktoken count would let MiniLM truncate silently.
     return SentenceSplitter(
-        chunk_size=settings.embedding.chunk_size,
-        chunk_overlap=settings.embedding.chunk_overlap,
-        tokenizer=tokenizer.tokenize,
+        chunk_size=conf.chunk_size,
+        chunk_overlap=conf.chunk_overlap,
+        tokenizer=word_pieces(services.embed_model),
     )
 
 
@@ -187,21 +200,15 @@ def _chunk(papers: Iterable[Paper], splitter: SentenceSplitter) -> tuple[list[Te
     nodes: list[TextNode] = []
     problems: list[Problem] = []
     for paper in papers:
-        metadata = {
-            "title": paper.title,
-            "paper_id": paper.id,
-            "authors": "; ".join(paper.authors),
-            "year": paper.year or "",
-            "url": paper.url or "",
-            "origin": paper.origin,
-            "content_hash": paper.content_hash(),
-        }
+        record = ChunkRecord(
+            paper.id, paper.title, tuple(paper.authors), paper.year, paper.url, paper.origin, paper.content_hash()
+        )
         doc = Document(
             id_=paper.id,
             text=paper.abstract,
-            metadata=metadata,
-            excluded_embed_metadata_keys=list(CHUNK_METADATA_HIDDEN),
-            excluded_llm_metadata_keys=list(CHUNK_METADATA_HIDDEN),
+            metadata=record.paper_metadata(),
+            excluded_embed_metadata_keys=list(HIDDEN),
+            excluded_llm_metadata_keys=list(HIDDEN),
         )
         try:
             chunks = splitter.get_nodes_from_documents([doc])
@@ -209,19 +216,18 @@ def _chunk(papers: Iterable[Paper], splitter: SentenceSplitter) -> tuple[list[Te
             problems.append(Problem(paper.origin or paper.id, f"cannot chunk: {exc}"))
             continue
         for i, node in enumerate(chunks):
-            node.id_ = f"{paper.id}#{i}"
-            node.metadata["chunk_index"] = i
-            node.metadata["n_chunks"] = len(chunks)
+            placed = replace(record, chunk_index=i, n_chunks=len(chunks))
+            node.id_ = placed.id
+            node.metadata = placed.metadata()
             nodes.append(node)  # type: ignore[arg-type]
     return nodes, problems
 
 
-def _embed_and_store(nodes: list[TextNode], services: object, settings: Settings, progress: Progress) -> int:
+def _embed_and_store(nodes: list[TextNode], services: Services, progress: Progress) -> int:
     from llama_index.core.schema import MetadataMode
 
-    embed_model = services.embed_model  # type: ignore[attr-defined]
-    store = services.store  # type: ignore[attr-defined]
-    batch = settings.store.batch_size
+    embed_model, store = services.embed_model, services.store
+    batch = services.settings.store.batch_size
     texts = {n.id_: n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes}
     # Longest first, across the whole ingest: each forward pass then holds texts of one
     # length, so little of the encoder's work goes to padding. A paper's chunks may land
@@ -256,4 +262,3 @@ def _progress_callback(progress: Progress | bool, total: int) -> Progress:
             bar.close()
 
     return update
-

@@ -1,10 +1,10 @@
 """papercite's question answering: cited answers over paper abstracts.
 
-    from rag import ask
-    answer = ask("Which architecture mixes image tokens with a 2D wavelet transform?")
-    print(answer.text)
-    for c in answer.citations:
-        print(c.number, c.title)
+from rag import ask
+answer = ask("Which architecture mixes image tokens with a 2D wavelet transform?")
+print(answer.text)
+for c in answer.citations:
+    print(c.number, c.title)
 """
 
 from rag.answer import ask, ask_stream

@@ -16,7 +16,7 @@ from rag.retrieve import retrieve_timed
 from rag.services import Services, get_services
 from rag.settings import Settings
 from rag.steps import POST_STEPS, PRE_STEPS, Draft, Parts, run_steps, says_not_covered
-from rag.types import Answer, Timings
+from rag.types import Answer, Source, Timings
 
 if TYPE_CHECKING:
     from llama_index.core.llms import LLM
@@ -40,8 +40,9 @@ def clean_question(question: str) -> str:
         raise BadInput(f"The question must be text, not {type(question).__name__}.")
     text = " ".join(_CONTROL.sub(" ", question).split())
     if not text:
-        raise EmptyQuestion("The question is empty: type a question about the papers, e.g. "
-                            "\"Which papers speed up LLM inference?\"")
+        raise EmptyQuestion(
+            'The question is empty: type a question about the papers, e.g. "Which papers speed up LLM inference?"'
+        )
     if len(text) > MAX_QUESTION_CHARS:
         raise BadInput(
             f"The question is {len(text):,} characters long; keep it under {MAX_QUESTION_CHARS:,} "
@@ -56,6 +57,7 @@ def ask_stream(
     settings: Settings | None = None,
     top_k: int | None = None,
     llm: LLM | None = None,
+    services: Services | None = None,
 ) -> Iterator[str | Answer]:
     """Answer ``question`` from the collection, yielding text pieces as they come, then the ``Answer``.
 
@@ -68,17 +70,19 @@ def ask_stream(
         settings: defaults to ``Settings()``.
         top_k: how many papers to put in the prompt; defaults to the setting.
         llm: a llama-index LLM to use instead of the configured backend.
+        services: the store, encoder and LLM to answer with; defaults to the shared
+            ones for ``settings`` (pass one to swap any part, e.g. in a test).
 
     Raises:
         EmptyQuestion, BadInput: the question cannot be used.
         IndexEmpty: nothing has been ingested.
         LLMUnavailable: the backend cannot answer.
     """
-    settings = settings or Settings()
+    services = services or get_services(settings or Settings())
+    settings = services.settings
     started = time.perf_counter()
     text = clean_question(question)
-    sources, retrieval_s = retrieve_timed(text, settings, top_k)
-    services = get_services(settings)
+    sources, retrieval_s = retrieve_timed(text, services, top_k)
     parts = Parts(settings, services.embed_model, services.store)
     draft = run_steps(PRE_STEPS, Draft(text, sources, context=list(sources)), parts)
     if draft.abstained:  # nothing in the collection is close: say so without spending a generation
@@ -86,17 +90,14 @@ def ask_stream(
         yield _answer(draft, "", Timings(retrieval_s, None, time.perf_counter() - started))
         return
 
-    backend = services.backend if llm is None else BackendLLM(llm, f"custom:{llm.metadata.model_name}", "the given LLM", "check the LLM passed to ask()")
+    backend = services.backend if llm is None else BackendLLM.given(llm)
     if settings.answer.judge:
         from rag.judge import make_judge
 
         parts.judge = make_judge(backend)
     attempt = _Attempt(started, backend, may_fall_back=llm is None and settings.llm.backend == "auto")
     yield from attempt.run(build_messages(text, draft.context), services)
-    best = max((s.similarity for s in sources if s.similarity is not None), default=0.0)
-    if "retry" not in settings.answer.skip and best >= settings.answer.retry_similarity and says_not_covered(attempt.raw):
-        # Small models abstain when an abstract plainly answers; a chunk this close
-        # means the question is likely covered, so ask once more without the way out.
+    if _should_retry(attempt.raw, sources, settings):
         attempt.raw = ""
         yield from attempt.run(build_messages(text, draft.context, insist=True), services)
     draft = run_steps(POST_STEPS, replace(draft, raw=attempt.raw), parts)
@@ -104,6 +105,13 @@ def ask_stream(
         log.info("Abstained on %r: %s", text, draft.why)
     timings = Timings(retrieval_s, attempt.first_token, time.perf_counter() - started)
     yield _answer(draft, attempt.backend.label, timings, attempt.prompt_tokens, attempt.notice)
+
+
+def _should_retry(raw: str, sources: list[Source], settings: Settings) -> bool:
+    """Small models abstain when an abstract plainly answers; a chunk this close means the
+    question is likely covered, so it is asked once more without the way out."""
+    best = max((s.similarity for s in sources if s.similarity is not None), default=0.0)
+    return "retry" not in settings.answer.skip and best >= settings.answer.retry_similarity and says_not_covered(raw)
 
 
 def _answer(draft: Draft, model: str, timings: Timings, prompt_tokens: int | None = None, notice: str = "") -> Answer:
@@ -177,6 +185,7 @@ def ask(
     settings: Settings | None = None,
     top_k: int | None = None,
     llm: LLM | None = None,
+    services: Services | None = None,
 ) -> Answer:
     """Answer ``question`` from the collection's abstracts, citing paper titles.
 
@@ -186,7 +195,7 @@ def ask(
 
     Args and raises are those of :func:`ask_stream`.
     """
-    for item in ask_stream(question, settings=settings, top_k=top_k, llm=llm):
+    for item in ask_stream(question, settings=settings, top_k=top_k, llm=llm, services=services):
         if isinstance(item, Answer):
             return item
     raise AssertionError("ask_stream ended without an Answer")  # pragma: no cover

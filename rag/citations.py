@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from rag.types import Citation, Source
 
 __all__ = [
+    "CITE",
     "MARKER",
     "ResolvedText",
     "is_abstention",
@@ -30,7 +31,10 @@ __all__ = [
     "tidy_layout",
 ]
 
+#: A citation marker as a model may write it: [1], [1, 2], [1-3], [1; 2], [1 and 2].
 MARKER = re.compile(r"\[\s*(\d+(?:\s*(?:,|;|-|–|and)\s*\d+)*)\s*\]")
+#: A marker in an answer's final text, where :func:`resolve_markers` wrote each as [n].
+CITE = re.compile(r"\[(\d+)\]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])((?:\s*\[[^\]]{1,40}\])*)\s+(?=[A-Z0-9\"'(])")
 _ABSTAIN = re.compile(
     r"(does not cover|do not cover|doesn't cover|don't cover|not covered|"

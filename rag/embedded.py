@@ -96,9 +96,9 @@ def ensure_gguf(spec: GGUFSpec, models_dir: Path) -> Path:
     target = models_dir / spec.filename
     sidecar = target.with_name(target.name + ".sha256")
     with _JOIN_LOCK:
-        if target.is_file() and target.stat().st_size == spec.size and sidecar.is_file():
-            if sidecar.read_text().strip() == spec.sha256:
-                return target
+        ok = target.is_file() and target.stat().st_size == spec.size and sidecar.is_file()
+        if ok and sidecar.read_text().strip() == spec.sha256:
+            return target
         parts = []
         for i in range(1, spec.parts + 1):
             try:
@@ -194,24 +194,22 @@ class _LoadedModel:
         self.lock = FifoLock()
 
 
-_LOADED: dict[tuple[str, int, int], _LoadedModel] = {}
-_LOADED_LOCK = threading.Lock()
-
-
 def _load(path: Path, n_ctx: int, threads: int) -> _LoadedModel:
-    key = (str(path), n_ctx, threads)
-    with _LOADED_LOCK:
-        if key not in _LOADED:
-            try:
-                _LOADED[key] = _LoadedModel(path, n_ctx, threads)
-            except ImportError as exc:
-                raise LLMUnavailable(
-                    "Backend embedded needs the xllamacpp package: run "
-                    "pip install 'papercite[embedded]', or set PAPERCITE_LLM__BACKEND=ollama."
-                ) from exc
-            except Exception as exc:
-                raise LLMUnavailable(f"Backend embedded cannot load {path}: {exc}.") from exc
-        return _LOADED[key]
+    """The loaded model for this file, context size and thread count (loaded once per process)."""
+    from rag.services import shared
+
+    def load() -> _LoadedModel:
+        try:
+            return _LoadedModel(path, n_ctx, threads)
+        except ImportError as exc:
+            raise LLMUnavailable(
+                "Backend embedded needs the xllamacpp package: run "
+                "pip install 'papercite[embedded]', or set PAPERCITE_LLM__BACKEND=ollama."
+            ) from exc
+        except Exception as exc:
+            raise LLMUnavailable(f"Backend embedded cannot load {path}: {exc}.") from exc
+
+    return shared("weights", f"{path}|{n_ctx}|{threads}", load)
 
 
 def default_threads() -> int:
@@ -304,7 +302,7 @@ class EmbeddedLLM(CustomLLM):
             try:
                 with self._model.lock.turn(ticket):
                     self._model.server.handle_chat_completions(request, pieces.put)
-            except BaseException as exc:  # handed to the consumer, raised there
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
                 pieces.put(exc)
             finally:
                 pieces.put(None)

@@ -7,17 +7,26 @@ a model at run time; papercite never lets Chroma embed anything.
 
 from __future__ import annotations
 
+import logging
 import os
-from functools import lru_cache
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rag.errors import BadInput
 from rag.settings import EmbeddingSettings
 
 if TYPE_CHECKING:
+    from llama_index.core.base.embeddings.base import BaseEmbedding
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
-__all__ = ["PACKAGED_MINILM", "cpu_has_native_bf16", "encoder_dtype", "load_embed_model", "resolve_model_path"]
+__all__ = [
+    "PACKAGED_MINILM",
+    "cpu_has_native_bf16",
+    "encoder_dtype",
+    "load_embed_model",
+    "resolve_model_path",
+    "word_pieces",
+]
 
 PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
 
@@ -67,9 +76,8 @@ def encoder_dtype(precision: str) -> str:
     return precision
 
 
-@lru_cache(maxsize=4)
 def load_embed_model(settings: EmbeddingSettings) -> HuggingFaceEmbedding:
-    """Load the configured sentence-transformers model on the CPU, once per process.
+    """Load the configured sentence-transformers model on the CPU (``Services`` keeps it, once per process).
 
     It runs in bfloat16 where the CPU has native support (see ``embedding.precision``).
 
@@ -108,3 +116,19 @@ def load_embed_model(settings: EmbeddingSettings) -> HuggingFaceEmbedding:
             f"{settings.model} reads ({limit} word pieces): set it to at most {limit - 8}."
         )
     return model
+
+
+def word_pieces(embed_model: BaseEmbedding) -> Callable[[str], list[str]]:
+    """The encoder's own tokenizer, as a function from text to word pieces (to count what it reads).
+
+    Counting a whole abstract is not encoding it, so transformers' warning that a
+    sequence is longer than the model reads (printed on every ingest) is silenced:
+    chunks are cut to ``chunk_size`` word pieces before anything is encoded.
+    """
+    tokenizer = embed_model._model.tokenizer  # type: ignore[attr-defined]
+    logging.getLogger("transformers.tokenization_utils_base").addFilter(_not_too_long)
+    return tokenizer.tokenize  # type: ignore[no-any-return]
+
+
+def _not_too_long(record: logging.LogRecord) -> bool:
+    return "Token indices sequence length is longer than" not in record.getMessage()

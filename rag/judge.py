@@ -20,8 +20,10 @@ __all__ = ["SYSTEM", "Judge", "make_judge"]
 
 Judge = Callable[[str, Sequence[str]], bool]
 
-SYSTEM = ("You check facts. Given passages from paper abstracts and a statement, decide whether the "
-          "passages state or directly imply the statement. Reply with one word: yes or no.")
+SYSTEM = (
+    "You check facts. Given passages from paper abstracts and a statement, decide whether the "
+    "passages state or directly imply the statement. Reply with one word: yes or no."
+)
 
 
 def make_judge(backend: BackendLLM) -> Judge:
@@ -32,8 +34,10 @@ def make_judge(backend: BackendLLM) -> Judge:
         text = "\n\n".join(f"Passage {i}: {p}" for i, p in enumerate(passages, start=1))
         messages = [
             ChatMessage(role=MessageRole.SYSTEM, content=SYSTEM),
-            ChatMessage(role=MessageRole.USER, content=f"{text}\n\nStatement: {claim}\n\n"
-                        "Do the passages support the statement? Answer yes or no."),
+            ChatMessage(
+                role=MessageRole.USER,
+                content=f"{text}\n\nStatement: {claim}\n\nDo the passages support the statement? Answer yes or no.",
+            ),
         ]
         reply = str(backend.llm.chat(messages).message.content or "")
         return reply.strip().lower().lstrip("*\"' ").startswith("yes")

@@ -32,6 +32,11 @@ class BackendLLM:
     backend: str
     fix: str  # what to tell the user when this backend fails mid-answer
 
+    @classmethod
+    def given(cls, llm: LLM) -> BackendLLM:
+        """An LLM passed in by a caller (``ask(llm=...)``, ``Services(llm=...)``) instead of the configured one."""
+        return cls(llm, f"custom:{llm.metadata.model_name}", "the given LLM", "check the LLM passed to ask()")
+
 
 def ollama_has_model(host: str, model: str, timeout: float = 2.0) -> bool:
     """True when an Ollama server answers at ``host`` and serves ``model``."""
@@ -39,7 +44,7 @@ def ollama_has_model(host: str, model: str, timeout: float = 2.0) -> bool:
 
     try:
         listed = ollama.Client(host=host, timeout=timeout).list()
-    except Exception:  # any failure means "not usable", which is all auto mode asks
+    except Exception:  # noqa: BLE001 - any failure means "not usable", which is all auto mode asks
         return False
     names = {m.model for m in listed.models}
     return model in names or f"{model}:latest" in names
@@ -75,7 +80,9 @@ def llm_choices(settings: Settings) -> dict[str, LLMSettings]:
     if importlib.util.find_spec("xllamacpp") is not None:
         for name, spec in EMBEDDED_MODELS.items():
             if importlib.util.find_spec(spec.module_pattern.format(i=1)) is not None:
-                choices.setdefault(f"embedded:{name}", conf.model_copy(update={"backend": "embedded", "embedded_model": name}))
+                choices.setdefault(
+                    f"embedded:{name}", conf.model_copy(update={"backend": "embedded", "embedded_model": name})
+                )
     for model in ollama_models:
         choices.setdefault(f"ollama:{model}", conf.model_copy(update={"backend": "ollama", "ollama_model": model}))
     if conf.openai_base_url:
@@ -92,7 +99,7 @@ def _ollama_models(host: str, timeout: float = 2.0) -> list[str]:
 
     try:
         return sorted(m.model for m in ollama.Client(host=host, timeout=timeout).list().models if m.model)
-    except Exception:  # not running or not reachable: no Ollama choices
+    except Exception:  # noqa: BLE001 - not running or not reachable: no Ollama choices
         return []
 
 
@@ -134,10 +141,7 @@ def _ollama(settings: Settings) -> BackendLLM:
         temperature=conf.temperature,
         additional_kwargs={"num_predict": conf.max_tokens},
     )
-    fix = (
-        f"start it with `ollama serve` and `ollama pull {conf.ollama_model}`, "
-        "or set PAPERCITE_LLM__BACKEND=embedded"
-    )
+    fix = f"start it with `ollama serve` and `ollama pull {conf.ollama_model}`, or set PAPERCITE_LLM__BACKEND=embedded"
     return BackendLLM(llm, f"ollama:{conf.ollama_model}", f"Ollama at {host}", fix)
 
 
@@ -163,7 +167,9 @@ def _embedded(settings: Settings) -> BackendLLM:
         temperature=conf.temperature,
         threads=conf.threads or default_threads(),
     )
-    return BackendLLM(llm, f"embedded:{llm.model_name}", "embedded llama.cpp", "reinstall with pip install 'papercite[embedded]'")
+    return BackendLLM(
+        llm, f"embedded:{llm.model_name}", "embedded llama.cpp", "reinstall with pip install 'papercite[embedded]'"
+    )
 
 
 def _openai(settings: Settings) -> BackendLLM:

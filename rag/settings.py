@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -125,8 +125,10 @@ class LLMSettings(_Section):
     )
     temperature: float = Field(0.0, ge=0, description="Sampling temperature; 0 keeps answers reproducible.")
     max_tokens: int = Field(
-        220, ge=16, description="Longest answer, in tokens (four sentences take about 150; a cut-off last "
-        "sentence is dropped).")
+        220,
+        ge=16,
+        description="Longest answer, in tokens (four sentences take about 150; a cut-off last sentence is dropped).",
+    )
     context_window: int = Field(
         4096,
         ge=512,
@@ -267,6 +269,12 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     answer: AnswerSettings = Field(default_factory=AnswerSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
+
+    def updated(self, **sections: dict[str, Any]) -> Settings:
+        """A copy with some fields of some sections changed, e.g. ``settings.updated(llm={"backend": "embedded"})``."""
+        return self.model_copy(
+            update={name: getattr(self, name).model_copy(update=values) for name, values in sections.items()}
+        )
 
     def cache_key(self) -> str:
         """A string that changes whenever any setting does; keys the loaded services."""

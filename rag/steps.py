@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["POST_STEPS", "PRE_STEPS", "STEP_NAMES", "Draft", "Parts", "Step", "run_steps", "says_not_covered"]
 
+
 @dataclass
 class Parts:
     """What the steps work with, built once by the caller and passed in."""
@@ -81,8 +82,11 @@ class Draft:
             return ()
         by_number = {s.number: s for s in self.sources}
         written = {n for s in self.sentences if s.shown for n in s.written}
-        return tuple(Citation(n, by_number[n].title, by_number[n].paper_id, attributed=n not in written)
-                     for n in marker_numbers(self.text) if n in by_number)
+        return tuple(
+            Citation(n, by_number[n].title, by_number[n].paper_id, attributed=n not in written)
+            for n in marker_numbers(self.text)
+            if n in by_number
+        )
 
 
 @dataclass(frozen=True)
@@ -107,8 +111,29 @@ def gate(draft: Draft, parts: Parts) -> Draft:
 
 
 _NAME = re.compile(r"(?<![\w-])([A-Za-z][\w\-.]*[A-Za-z0-9])")
-_QUESTION_WORDS = frozenset(("What", "Which", "Who", "Whom", "Whose", "When", "Where", "Why", "How", "Does", "Do", "Did",
-                             "Is", "Are", "Can", "Could", "Should", "Would", "Will"))
+_QUESTION_WORDS = frozenset(
+    (
+        "What",
+        "Which",
+        "Who",
+        "Whom",
+        "Whose",
+        "When",
+        "Where",
+        "Why",
+        "How",
+        "Does",
+        "Do",
+        "Did",
+        "Is",
+        "Are",
+        "Can",
+        "Could",
+        "Should",
+        "Would",
+        "Will",
+    )
+)
 
 
 def name_gate(draft: Draft, parts: Parts) -> Draft:
@@ -152,8 +177,11 @@ def select_context(draft: Draft, parts: Parts) -> Draft:
     """
     conf = parts.settings.retrieval
     best = max((s.similarity for s in draft.sources if s.similarity is not None), default=0.0)
-    shown = [s for i, s in enumerate(draft.sources)
-             if i == 0 or (s.similarity is not None and s.similarity >= best - conf.context_margin)]
+    shown = [
+        s
+        for i, s in enumerate(draft.sources)
+        if i == 0 or (s.similarity is not None and s.similarity >= best - conf.context_margin)
+    ]
     rest = [s for s in draft.sources if s not in shown]
     sources = [replace(s, number=n) for n, s in enumerate(shown + rest, start=1)]
     context, words = [], 0
@@ -202,8 +230,13 @@ def verify(draft: Draft, parts: Parts) -> Draft:
     """Check every sentence against the abstract it cites; move or reject citations (``rag.verify``)."""
     conf = parts.settings.answer
     # Checked against the papers the model was shown: it can have read nothing else.
-    sentences = verify_sentences(draft.text, draft.context, parts.embed_model.get_text_embedding_batch,
-                                 VerifyConfig(conf.move_margin, conf.min_support, conf.echo_words), draft.question)
+    sentences = verify_sentences(
+        draft.text,
+        draft.context,
+        parts.embed_model.get_text_embedding_batch,
+        VerifyConfig(conf.move_margin, conf.min_support, conf.echo_words),
+        draft.question,
+    )
     return replace(draft, sentences=sentences)
 
 
@@ -217,8 +250,11 @@ def judge(draft: Draft, parts: Parts) -> Draft:
         if sentence.verdict != "unsupported" and sentence.citations:
             abstracts = [by_number[n].abstract or " ".join(by_number[n].passages) for n in sentence.citations]
             if not parts.judge(sentence.text, abstracts):
-                sentence = replace(sentence, verdict="unsupported",
-                                   reason=f"the LLM judge found no support in {''.join(f'[{n}]' for n in sentence.citations)}")
+                sentence = replace(
+                    sentence,
+                    verdict="unsupported",
+                    reason=f"the LLM judge found no support in {''.join(f'[{n}]' for n in sentence.citations)}",
+                )
         checked.append(sentence)
     return replace(draft, sentences=checked)
 
@@ -234,11 +270,14 @@ def decide(draft: Draft, parts: Parts) -> Draft:
         return draft.abstain("the model said the abstracts do not cover it")
     sentences = [replace(s, shown=False) if _is_meta(s) else s for s in _sentences(draft)]
     if not any(s.shown and s.verdict != "unsupported" and s.citations for s in sentences):
-        return replace(draft.abstain("no sentence is supported by a retrieved abstract"),
-                       sentences=[replace(s, shown=False) for s in sentences])
+        return replace(
+            draft.abstain("no sentence is supported by a retrieved abstract"),
+            sentences=[replace(s, shown=False) for s in sentences],
+        )
     mark = parts.settings.answer.unsupported == "mark"
-    return replace(draft, sentences=[replace(s, shown=s.shown and (s.verdict != "unsupported" or mark))
-                                     for s in sentences])
+    return replace(
+        draft, sentences=[replace(s, shown=s.shown and (s.verdict != "unsupported" or mark)) for s in sentences]
+    )
 
 
 def compose(draft: Draft, parts: Parts) -> Draft:
@@ -254,9 +293,18 @@ def _sentences(draft: Draft) -> list[Sentence]:
     """The verified sentences, or (verification off) the text's sentences taken at their word."""
     if draft.sentences:
         return draft.sentences
-    return [Sentence(s, tuple(marker_numbers(s)), "supported" if MARKER.search(s) else "unsupported",
-                     "" if MARKER.search(s) else "uncited", True, tuple(marker_numbers(s)))
-            for line in draft.text.splitlines() for s in split_sentences(line)]
+    return [
+        Sentence(
+            s,
+            tuple(marker_numbers(s)),
+            "supported" if MARKER.search(s) else "unsupported",
+            "" if MARKER.search(s) else "uncited",
+            True,
+            tuple(marker_numbers(s)),
+        )
+        for line in draft.text.splitlines()
+        for s in split_sentences(line)
+    ]
 
 
 def says_not_covered(raw: str) -> bool:

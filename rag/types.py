@@ -93,7 +93,7 @@ class Timings:
     total: float = 0.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Answer:
     """What ``rag.ask`` returns.
 

@@ -43,9 +43,13 @@ Embed = Callable[[list[str]], list[list[float]]]
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:,\d{3})*(?:\.\d+)?")
 _TOKEN = re.compile(r"(?<![\w.-])[A-Za-z0-9^][\w\-^{}]*[A-Za-z0-9}]")  # never from inside "2.5-fold"
 _NUMBER_WITH_UNIT = re.compile(r"^\d+(?:\.\d+)?(?:x|k|m|b|kb|mb|gb|ms|s|h|d|st|nd|rd|th|fold|bit|d)?$", re.IGNORECASE)
-_NUMBER_WORDS = {w: str(i) for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-    "seventeen eighteen nineteen twenty".split())}
+_NUMBER_WORDS = {
+    w: str(i)
+    for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+        "seventeen eighteen nineteen twenty".split()
+    )
+}
 _NUMBER_WORD = re.compile(r"\b(" + "|".join(_NUMBER_WORDS) + r")\b", re.IGNORECASE)
 _LIST_ITEM = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*•])\s+")
 
@@ -142,7 +146,9 @@ class _Abstract:
     def _has_part(self, part: str) -> bool:
         if part.isdigit():
             return part in self.numbers
-        return len(part) < 2 or part[:6] in self.content or bool(re.search(r"(?<![a-z0-9])" + re.escape(part), self.lower))
+        return (
+            len(part) < 2 or part[:6] in self.content or bool(re.search(r"(?<![a-z0-9])" + re.escape(part), self.lower))
+        )
 
 
 def _initials(text: str) -> set[str]:
@@ -188,8 +194,12 @@ def verify_sentences(
             echoed = sorted((words & asked) - cited)
             own = (words & cited) - asked  # what the sentence takes from its abstract and not from the question
             if len(echoed) >= conf.echo_words and len(own) < 2:
-                sentence = replace(sentence, verdict="unsupported", reason="restates the question: "
-                                   f"{', '.join(echoed[:5])} are in the question but not in {_refs(sentence.citations)}")
+                sentence = replace(
+                    sentence,
+                    verdict="unsupported",
+                    reason="restates the question: "
+                    f"{', '.join(echoed[:5])} are in the question but not in {_refs(sentence.citations)}",
+                )
         checked.append(sentence)
     return checked
 
@@ -213,13 +223,15 @@ def _reports_a_number(body: str, sentence: Sentence, papers: dict[int, _Abstract
     return any(papers[c].holds(n, True) for n in specific for c in sentence.citations)
 
 
-_STOPWORDS = frozenset("""a about above after again against all also am an and any are as at be because been before
+_STOPWORDS = frozenset(
+    """a about above after again against all also am an and any are as at be because been before
     being below between both but by can could did do does doing down during each few for from further had has have
     having he her here hers him his how i if in into is it its itself just me more most my no nor not now of off on
     once only or other our out over own same she should so some such than that the their them then there these they
     this those through to too under until up very was we were what when where which while who whom why will with
     would you your yes paper papers study studies work works abstract abstracts research collection authors author
-    found find show shows showed report reported reports result results use used using""".split())
+    found find show shows showed report reported reports result results use used using""".split()
+)
 
 
 def _content(text: str) -> set[str]:
@@ -256,16 +268,18 @@ def _similarities(bodies: list[str], papers: list[_Abstract], embed: Embed) -> l
     return result
 
 
-def _verdict(body: str, written: tuple[int, ...], papers: dict[int, _Abstract], sims: dict[int, float],
-             conf: VerifyConfig) -> Sentence:
+def _verdict(
+    body: str, written: tuple[int, ...], papers: dict[int, _Abstract], sims: dict[int, float], conf: VerifyConfig
+) -> Sentence:
     evidence = evidence_in(body)
     if evidence:
         return _literal(body, written, papers, sims, evidence)
     return _semantic(body, written, sims, conf)
 
 
-def _literal(body: str, written: tuple[int, ...], papers: dict[int, _Abstract], sims: dict[int, float],
-             evidence: Evidence) -> Sentence:
+def _literal(
+    body: str, written: tuple[int, ...], papers: dict[int, _Abstract], sims: dict[int, float], evidence: Evidence
+) -> Sentence:
     items = [(item, item in evidence.numbers) for item in evidence.items()]
     holders = {item: {n for n, paper in papers.items() if paper.holds(item, is_number)} for item, is_number in items}
     missing = [item for item, _ in items if not holders[item] & set(written)]
@@ -275,20 +289,34 @@ def _literal(body: str, written: tuple[int, ...], papers: dict[int, _Abstract], 
         keep = tuple(n for n in written if any(n in holders[item] for item in telling)) if telling else written
         if keep != written:
             idle = _refs([n for n in written if n not in keep])
-            return Sentence(_with_markers(body, keep), keep, "corrected",
-                            f"{idle} holds none of its numbers or names", True, written)
+            return Sentence(
+                _with_markers(body, keep),
+                keep,
+                "corrected",
+                f"{idle} holds none of its numbers or names",
+                True,
+                written,
+            )
         return Sentence(_with_markers(body, written), written, "supported", "", True, written)
     common = set.intersection(*(holders[m] for m in missing)) - set(written)
     if not common:
         absent = next((m for m in missing if not holders[m]), missing[0])
         where = "no retrieved abstract" if not holders[absent] else "no single retrieved abstract with the rest"
-        return Sentence(_with_markers(body, written), written, "unsupported",
-                        f"{_say(absent, evidence)} is in {where}", True, written)
+        return Sentence(
+            _with_markers(body, written),
+            written,
+            "unsupported",
+            f"{_say(absent, evidence)} is in {where}",
+            True,
+            written,
+        )
     target = max(common, key=lambda n: sims.get(n, 0.0))
     keep = tuple(n for n in written if any(n in holders[item] for item in telling))
     cited = (*keep, target)
     said = _say(missing[0], evidence)
-    reason = f"{said} is not in {_refs(written)}; it is in [{target}]" if written else f"uncited; {said} is in [{target}]"
+    reason = (
+        f"{said} is not in {_refs(written)}; it is in [{target}]" if written else f"uncited; {said} is in [{target}]"
+    )
     return Sentence(_with_markers(body, cited), cited, "corrected", reason, True, written)
 
 
@@ -299,18 +327,36 @@ def _semantic(body: str, written: tuple[int, ...], sims: dict[int, float], conf:
     if written:
         cited_best = max(sims.get(n, 0.0) for n in written)
         if best not in written and sims[best] >= cited_best + conf.move_margin:
-            return Sentence(_with_markers(body, (best,)), (best,), "corrected",
-                            f"closer in meaning to [{best}] ({sims[best]:.2f}) than to {_refs(written)} "
-                            f"({cited_best:.2f})", True, written)
+            return Sentence(
+                _with_markers(body, (best,)),
+                (best,),
+                "corrected",
+                f"closer in meaning to [{best}] ({sims[best]:.2f}) than to {_refs(written)} ({cited_best:.2f})",
+                True,
+                written,
+            )
         if cited_best >= conf.min_support:
             return Sentence(_with_markers(body, written), written, "supported", "", True, written)
-        return Sentence(_with_markers(body, written), written, "unsupported",
-                        f"close to no retrieved abstract (best {cited_best:.2f})", True, written)
+        return Sentence(
+            _with_markers(body, written),
+            written,
+            "unsupported",
+            f"close to no retrieved abstract (best {cited_best:.2f})",
+            True,
+            written,
+        )
     if sims[best] >= conf.min_support:
-        return Sentence(_with_markers(body, (best,)), (best,), "corrected",
-                        f"uncited; closest in meaning to [{best}] ({sims[best]:.2f})", True, written)
-    return Sentence(body, (), "unsupported", f"uncited and close to no retrieved abstract (best {sims[best]:.2f})",
-                    True, written)
+        return Sentence(
+            _with_markers(body, (best,)),
+            (best,),
+            "corrected",
+            f"uncited; closest in meaning to [{best}] ({sims[best]:.2f})",
+            True,
+            written,
+        )
+    return Sentence(
+        body, (), "unsupported", f"uncited and close to no retrieved abstract (best {sims[best]:.2f})", True, written
+    )
 
 
 def _say(item: str, evidence: Evidence) -> str:

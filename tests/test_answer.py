@@ -49,7 +49,9 @@ def test_streaming_yields_pieces_then_the_answer(sample_settings: Any, scripted:
 
 def test_model_abstention_gives_no_citations(sample_settings: Any, scripted: Any) -> None:
     scripted.enqueue(ABSTAIN_TEXT)
-    answer = ask("Which paper measures the battery life of FPGA boards in Antarctica?", settings=sample_settings, llm=scripted)
+    answer = ask(
+        "Which paper measures the battery life of FPGA boards in Antarctica?", settings=sample_settings, llm=scripted
+    )
     assert answer.abstained and answer.citations == () and answer.text == ABSTAIN_TEXT
 
 
@@ -75,8 +77,9 @@ def _number_of(answer: Answer, title: str) -> int:
 
 
 def test_a_name_cited_to_the_wrong_paper_is_moved_and_the_answer_says_so(sample_settings: Any, scripted: Any) -> None:
-    show_all = sample_settings.model_copy(update={"retrieval": sample_settings.retrieval.model_copy(
-        update={"context_margin": 1.0})})
+    show_all = sample_settings.model_copy(
+        update={"retrieval": sample_settings.retrieval.model_copy(update={"context_margin": 1.0})}
+    )
     wrong = next(s.number for s in retrieve(QUESTION, settings=show_all) if s.title != WAVEMIX)
     scripted.enqueue(f"Its blocks use a 2D-DWT and set benchmarks on EMNIST [{wrong}].")
     answer = ask(QUESTION, settings=show_all, llm=scripted)
@@ -87,15 +90,21 @@ def test_a_name_cited_to_the_wrong_paper_is_moved_and_the_answer_says_so(sample_
 
 
 def test_an_unsupported_number_is_removed_and_kept_with_its_reason(sample_settings: Any, scripted: Any) -> None:
-    scripted.enqueue("WaveMix mixes tokens with a 2D wavelet transform [1]. It reaches 99.97% accuracy on ImageNet [1].")
+    scripted.enqueue(
+        "WaveMix mixes tokens with a 2D wavelet transform [1]. It reaches 99.97% accuracy on ImageNet [1]."
+    )
     answer = ask(QUESTION, settings=sample_settings, llm=scripted)
     assert not answer.abstained and "99.97" not in answer.text
     supported, unsupported = answer.sentences
     assert supported.shown and supported.verdict != "unsupported"
     assert not unsupported.shown and unsupported.verdict == "unsupported" and "99.97" in unsupported.reason
 
-    marked = sample_settings.model_copy(update={"answer": sample_settings.answer.model_copy(update={"unsupported": "mark"})})
-    scripted.enqueue("WaveMix mixes tokens with a 2D wavelet transform [1]. It reaches 99.97% accuracy on ImageNet [1].")
+    marked = sample_settings.model_copy(
+        update={"answer": sample_settings.answer.model_copy(update={"unsupported": "mark"})}
+    )
+    scripted.enqueue(
+        "WaveMix mixes tokens with a 2D wavelet transform [1]. It reaches 99.97% accuracy on ImageNet [1]."
+    )
     shown = ask(QUESTION, settings=marked, llm=scripted)
     assert "99.97" in shown.text and shown.sentences[1].shown and shown.sentences[1].verdict == "unsupported"
 
@@ -127,7 +136,9 @@ def test_empty_collection_says_how_to_ingest(scripted: Any) -> None:
 def test_an_abstention_despite_a_close_abstract_is_retried_once(sample_settings: Any, scripted: Any) -> None:
     from rag.prompt import SYSTEM_PROMPT_ANSWER
 
-    scripted.enqueue("The collection does not cover this question.", "WaveMix mixes tokens with a 2D wavelet transform [1].")
+    scripted.enqueue(
+        "The collection does not cover this question.", "WaveMix mixes tokens with a 2D wavelet transform [1]."
+    )
     pieces = list(ask_stream(QUESTION, settings=sample_settings, llm=scripted))
     answer = pieces[-1]
     assert not answer.abstained and answer.cited_titles() == [WAVEMIX]
@@ -136,18 +147,25 @@ def test_an_abstention_despite_a_close_abstract_is_retried_once(sample_settings:
     assert second[-1].content == first[-1].content and second[0].content == SYSTEM_PROMPT_ANSWER
     assert ABSTAIN_TEXT in first[0].content and ABSTAIN_TEXT not in SYSTEM_PROMPT_ANSWER
 
-    no_retry = sample_settings.model_copy(update={"answer": sample_settings.answer.model_copy(update={"retry_similarity": 1.01})})
+    no_retry = sample_settings.model_copy(
+        update={"answer": sample_settings.answer.model_copy(update={"retry_similarity": 1.01})}
+    )
     scripted.enqueue("The collection does not cover this question.")
     assert ask(QUESTION, settings=no_retry, llm=scripted).abstained
     assert len(scripted.history) == 3
 
 
-def test_a_question_naming_something_the_collection_never_mentions_abstains(sample_settings: Any, scripted: Any) -> None:
+def test_a_question_naming_something_the_collection_never_mentions_abstains(
+    sample_settings: Any, scripted: Any
+) -> None:
     from rag.services import get_services
     from rag.steps import Draft, Parts, name_gate
 
-    answer = ask("What new adaptive optimizer improves on Adam's convergence for transformers?", settings=sample_settings,
-                 llm=scripted)
+    answer = ask(
+        "What new adaptive optimizer improves on Adam's convergence for transformers?",
+        settings=sample_settings,
+        llm=scripted,
+    )
     assert answer.abstained and answer.model == "" and scripted.history == []  # no generation spent
     services = get_services(sample_settings)
     parts = Parts(sample_settings, services.embed_model, services.store)
@@ -159,7 +177,8 @@ def test_a_question_naming_something_the_collection_never_mentions_abstains(samp
 
 
 def test_focused_passages_keep_close_sources_whole_and_shorten_the_rest_within_the_budget(sample_settings: Any) -> None:
-    from rag.retrieve import WHOLE_MARGIN, focus_passages, retrieve, split_sentences
+    from rag.retrieve import WHOLE_MARGIN, focus_passages, retrieve
+    from rag.retrieve import _plain_sentences as split_sentences
     from rag.services import get_services
 
     sources = retrieve(QUESTION, settings=sample_settings)
@@ -181,3 +200,15 @@ def test_focused_passages_keep_close_sources_whole_and_shorten_the_rest_within_t
     for i in far:  # every kept sentence is that paper's own text
         assert all(part.strip() in sources[i].passages[0] for part in focused[i].passages[0].split("…"))
     assert focus_passages(QUESTION, sources, embed_model, budget=0) == sources
+
+
+def test_every_part_can_be_passed_in_and_nothing_is_looked_up(sample_settings: Any, scripted: Any) -> None:
+    from rag.services import _CACHE, Services, get_services
+
+    shared = get_services(sample_settings)
+    parts = Services(sample_settings, store=shared.store, embed_model=shared.embed_model, llm=scripted)
+    _CACHE.pop(("services", sample_settings.cache_key()))  # ask must use the parts given, not the cache
+    scripted.enqueue("WaveMix mixes tokens with a multi-level 2D DWT [1].")
+    answer = ask(QUESTION, services=parts)
+    assert answer.model == "custom:scripted" and answer.cited_titles() == [WAVEMIX]
+    assert ("services", sample_settings.cache_key()) not in _CACHE

@@ -192,8 +192,9 @@ def test_an_abstract_another_process_replaced_is_read_as_it_is_now(chroma_server
     writer, reader = settings("writer"), settings("reader")
     ingest_path(write("old.jsonl", "Fins regrow in two weeks after amputation."), settings=writer, progress=False)
     assert "two weeks" in retrieve("zebrafish fin regrowth", settings=reader)[0].passages[0]  # reader loads its BM25
-    report = ingest_path(write("new.jsonl", "Fins regrow in nine days when the water is warm."), settings=writer,
-                         progress=False)
+    report = ingest_path(
+        write("new.jsonl", "Fins regrow in nine days when the water is warm."), settings=writer, progress=False
+    )
     assert report.updated  # same paper, same chunk ids, new text
     assert "nine days" in retrieve("zebrafish fin regrowth", settings=reader)[0].passages[0]
 

@@ -46,7 +46,11 @@ def test_no_sources_means_no_citation_can_survive() -> None:
 
 
 def test_sentences_keep_their_trailing_markers() -> None:
-    assert split_sentences("First claim. [1] Second claim [2]. Third.") == ["First claim. [1]", "Second claim [2].", "Third."]
+    assert split_sentences("First claim. [1] Second claim [2]. Third.") == [
+        "First claim. [1]",
+        "Second claim [2].",
+        "Third.",
+    ]
 
 
 def test_the_prompt_layout_becomes_plain_sentences() -> None:
@@ -55,12 +59,18 @@ def test_the_prompt_layout_becomes_plain_sentences() -> None:
         Source(2, "p2", "INT2.1: Towards Fine-Tunable Quantized LLMs", ("x",), 0.1),
         Source(3, "p3", "Adding Gradient Noise Improves Learning", ("x",), 0.1),
     ]
-    assert tidy_layout('Abstract [1] from the paper "ArchGym: An Open-Source Gymnasium" runs 21K experiments.',
-                       sources) == "ArchGym [1] runs 21K experiments."
+    assert (
+        tidy_layout('Abstract [1] from the paper "ArchGym: An Open-Source Gymnasium" runs 21K experiments.', sources)
+        == "ArchGym [1] runs 21K experiments."
+    )
     assert tidy_layout("[1] Abstract [2] cuts VRAM by 5.6 times.", sources) == "[1] INT2.1 [2] cuts VRAM by 5.6 times."
     assert tidy_layout("Abstract [3] adds noise. abstracts [1] and [2] agree.", sources) == (
-        "The study [3] adds noise. These studies [1][2] agree.")
-    assert tidy_layout("INT2.1: Towards Fine-Tunable Quantized LLMs cuts memory [2].", sources) == "INT2.1 cuts memory [2]."
+        "The study [3] adds noise. These studies [1][2] agree."
+    )
+    assert (
+        tidy_layout("INT2.1: Towards Fine-Tunable Quantized LLMs cuts memory [2].", sources)
+        == "INT2.1 cuts memory [2]."
+    )
     assert tidy_layout("It mixes tokens [1].", sources) == "It mixes tokens [1]."
 
 

@@ -31,15 +31,41 @@ def _variants(path: Path, copies: int) -> Path:
     with path.open("w", encoding="utf-8") as f:
         for k in range(copies):
             for p in read_papers(sample_corpus()).papers:
-                f.write(json.dumps({"title": f"{p.title} (variant {k})",
-                                    "abstract": f"{p.abstract} Variant {k} repeats this study."}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "title": f"{p.title} (variant {k})",
+                            "abstract": f"{p.abstract} Variant {k} repeats this study.",
+                        }
+                    )
+                    + "\n"
+                )
     return path
 
 
 def _ingest_process(papers: Path, data_dir: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PAPERCITE_DATA_DIR": str(data_dir), "TOKENIZERS_PARALLELISM": "false"}
-    return subprocess.Popen([sys.executable, "-m", "ui.cli", "ingest", str(papers)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "ui.cli", "ingest", str(papers)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _cli(data_dir: Path, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``papercite ARGS`` in a fresh process on ``data_dir``."""
+    env = {**os.environ, "PAPERCITE_DATA_DIR": str(data_dir)}
+    return subprocess.run(
+        [sys.executable, "-m", "ui.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def _wait_for_progress(proc: subprocess.Popen[bytes], timeout: float = 240) -> tuple[int, int]:
@@ -65,9 +91,7 @@ def test_killed_ingest_leaves_a_store_that_answers_and_a_second_ingest_is_told_i
     try:
         _done, total = _wait_for_progress(first)
         # A second ingest of the same directory while the first writes: refused, clearly, at once.
-        second = subprocess.run([sys.executable, "-m", "ui.cli", "ingest", str(papers)], cwd=ROOT,
-                                env={**os.environ, "PAPERCITE_DATA_DIR": str(data_dir)},
-                                capture_output=True, text=True, timeout=120, check=False)
+        second = _cli(data_dir, "ingest", str(papers), timeout=120)
         assert second.returncode == 6, second.stderr
         assert "Another ingest is writing" in second.stderr and len(second.stderr.strip().splitlines()) == 1
         first.send_signal(signal.SIGKILL)
@@ -88,13 +112,9 @@ def test_killed_ingest_leaves_a_store_that_answers_and_a_second_ingest_is_told_i
     assert answer.sources and answer.citations
 
     reset_services()
-    rerun = subprocess.run([sys.executable, "-m", "ui.cli", "ingest", str(papers)], cwd=ROOT,
-                           env={**os.environ, "PAPERCITE_DATA_DIR": str(data_dir)},
-                           capture_output=True, text=True, timeout=600, check=False)
+    rerun = _cli(data_dir, "ingest", str(papers), timeout=600)
     assert rerun.returncode == 0, rerun.stderr
-    check = subprocess.run([sys.executable, "-m", "ui.cli", "check"], cwd=ROOT,
-                           env={**os.environ, "PAPERCITE_DATA_DIR": str(data_dir)},
-                           capture_output=True, text=True, timeout=300, check=False)
+    check = _cli(data_dir, "check", timeout=300)
     assert check.returncode == 0 and "ok:" in check.stdout, check.stdout + check.stderr
     reset_services()
     store = get_services(Settings(data_dir=data_dir)).store
@@ -108,7 +128,9 @@ def test_killed_ingest_leaves_a_store_that_answers_and_a_second_ingest_is_told_i
 def test_an_ingest_waits_for_no_one_and_writes_nothing_while_another_holds_the_store(tmp_path: Path) -> None:
     settings = Settings()
     path = tmp_path / "one.jsonl"
-    path.write_text(json.dumps({"title": "Wavelet Token Mixing", "abstract": "A 2D wavelet transform mixes tokens."}) + "\n")
+    path.write_text(
+        json.dumps({"title": "Wavelet Token Mixing", "abstract": "A 2D wavelet transform mixes tokens."}) + "\n"
+    )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(settings.data_dir / "ingest.lock"):
         try:
@@ -125,10 +147,16 @@ def test_check_names_each_problem_and_its_fix(tmp_path: Path) -> None:
     settings = Settings()
     path = tmp_path / "papers.jsonl"
     long = " ".join(f"Sentence {i} explains cache line {i} reuse." for i in range(120))
-    path.write_text("\n".join(json.dumps(r) for r in [
-        {"title": "A Very Long Abstract About Caches", "abstract": long},
-        {"title": "Wavelet Token Mixing", "abstract": "A 2D wavelet transform mixes image tokens."},
-    ]) + "\n")
+    path.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"title": "A Very Long Abstract About Caches", "abstract": long},
+                {"title": "Wavelet Token Mixing", "abstract": "A 2D wavelet transform mixes image tokens."},
+            ]
+        )
+        + "\n"
+    )
     ingest_path(path, settings=settings, progress=False)
     store = get_services(settings).store
     assert store.verify(settings.embedding.model).ok
@@ -142,3 +170,36 @@ def test_check_names_each_problem_and_its_fix(tmp_path: Path) -> None:
 
     assert ingest_path(path, settings=settings, progress=False).updated  # the re-ingest completes the paper
     assert store.verify(settings.embedding.model).ok
+
+
+def test_an_ingest_killed_between_the_chroma_write_and_the_bm25_rebuild_is_noticed_and_healed(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    from rag.store import Store
+
+    settings = Settings()
+    path = tmp_path / "papers.jsonl"
+    old = {"title": "Wavelet Token Mixing", "abstract": "A 2D wavelet transform mixes image tokens in 12 layers."}
+    path.write_text(json.dumps(old) + "\n")
+    ingest_path(path, settings=settings, progress=False)
+    # The same paper with a new abstract keeps its chunk ids: Chroma's chunk count does not change.
+    path.write_text(json.dumps({**old, "abstract": "A 2D wavelet transform mixes image tokens in 40 layers."}) + "\n")
+
+    def killed(self: Store) -> None:
+        raise KeyboardInterrupt  # the process dies after Chroma is written, before BM25 is rebuilt
+
+    monkeypatch.setattr(Store, "rebuild_bm25", killed)
+    try:
+        ingest_path(path, settings=settings, progress=False)
+    except KeyboardInterrupt:
+        pass
+    monkeypatch.undo()
+    reset_services()  # a new process's view of the same data directory
+    store = get_services(settings).store
+    check = store.verify(settings.embedding.model)
+    assert not check.ok and any("older version of 1 chunk" in p for p in check.problems), check.problems
+
+    hits = store.bm25()  # the next question rebuilds the index that the mark says is behind
+    assert hits is not None and "40 layers" in hits.corpus[0]["_node_content"]
+    assert store.verify(settings.embedding.model).ok
+    assert "40 layers" in retrieve("How many layers mix wavelet tokens?", settings=settings)[0].abstract

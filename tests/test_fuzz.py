@@ -25,15 +25,20 @@ from rag.errors import BadInput
 from rag.services import get_services
 from rag.settings import Settings
 
-FUZZ = settings(max_examples=40, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                       HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=40, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 
 words = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=0, max_size=60)
 record = st.fixed_dictionaries(
     {},
-    optional={"title": words, "abstract": st.one_of(words, st.text(min_size=2000, max_size=20000)),
-              "authors": st.lists(words, max_size=3), "year": st.one_of(st.integers(-5, 99999), words),
-              "doi": words},
+    optional={
+        "title": words,
+        "abstract": st.one_of(words, st.text(min_size=2000, max_size=20000)),
+        "authors": st.lists(words, max_size=3),
+        "year": st.one_of(st.integers(-5, 99999), words),
+        "doi": words,
+    },
 )
 
 
@@ -54,6 +59,7 @@ def _bibtex(records: list[dict[str, Any]]) -> str:
     def entry(i: int, r: dict[str, Any]) -> str:
         fields = ",\n".join(f"  {k} = {{{' and '.join(v) if isinstance(v, list) else v}}}" for k, v in r.items())
         return f"@article{{key{i},\n{fields}\n}}\n"
+
     return "\n".join(entry(i, r) for i, r in enumerate(records))
 
 
@@ -128,8 +134,18 @@ def test_a_damaged_file_ingests_whole_papers_only(tmp_path: Path, fuzzed: tuple[
 
 questions = st.one_of(
     st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=300),
-    st.sampled_from(["", "   \n\t ", "\x00\x01\x1b[31m what?", "¿Qué mezcla los tokens con ondículas?",
-                     "小波变换如何混合图像标记？", "Какие модели сжимают кэш?", "🙂" * 50, "a" * 100_000]),
+    st.sampled_from(
+        [
+            "",
+            "   \n\t ",
+            "\x00\x01\x1b[31m what?",
+            "¿Qué mezcla los tokens con ondículas?",
+            "小波变换如何混合图像标记？",
+            "Какие модели сжимают кэш?",
+            "🙂" * 50,
+            "a" * 100_000,
+        ]
+    ),
 )
 
 

@@ -14,10 +14,18 @@ from rag.settings import Settings
 from rag.store import Store
 
 PAPERS = [
-    {"title": "Sparse Mixture of Experts for Tiny Devices", "abstract": "We route tokens to a few experts. " * 3,
-     "authors": ["Ada Lovelace", "Alan Turing"], "year": 2024, "doi": "10.1234/moe.1"},
+    {
+        "title": "Sparse Mixture of Experts for Tiny Devices",
+        "abstract": "We route tokens to a few experts. " * 3,
+        "authors": ["Ada Lovelace", "Alan Turing"],
+        "year": 2024,
+        "doi": "10.1234/moe.1",
+    },
     {"title": "Wavelet Token Mixing", "abstract": "A 2D discrete wavelet transform mixes image tokens efficiently."},
-    {"title": "A Very Long Abstract About Caches", "abstract": " ".join(f"Sentence {i} explains cache line {i} reuse." for i in range(120))},
+    {
+        "title": "A Very Long Abstract About Caches",
+        "abstract": " ".join(f"Sentence {i} explains cache line {i} reuse." for i in range(120)),
+    },
 ]
 
 
@@ -80,6 +88,18 @@ def test_chunks_fit_the_encoder_and_carry_the_title(tmp_path: Path) -> None:
     assert words <= set(" ".join(n.get_content() for n in long_paper).split())
 
 
+def test_counting_a_long_abstract_prints_no_tokenizer_warning(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.set_verbosity_warning()  # as a user's Python session has it (the CLI quiets it)
+    # transformers warns once per tokenizer: forget that an earlier test's ingest may have warned.
+    get_services(Settings()).embed_model._model.tokenizer.deprecation_warnings.clear()
+    ingest_path(_write(tmp_path / "p.jsonl", PAPERS), settings=Settings(), progress=False)
+    assert "Token indices sequence length" not in capfd.readouterr().err
+
+
 def test_bm25_index_matches_the_store(tmp_path: Path) -> None:
     settings = Settings()
     ingest_path(_write(tmp_path / "p.jsonl", PAPERS), settings=settings, progress=False)
@@ -133,7 +153,7 @@ def test_bfloat16_and_float32_encoders_agree(tmp_path: Path) -> None:
         assert sum(x * y for x, y in zip(a, b)) > 0.99  # unit vectors: the dot product is the cosine
 
 
-def test_stored_chunks_read_from_memory_match_chroma(tmp_path: Path) -> None:
+def test_chunks_read_by_id_are_chroma_s_current_text(tmp_path: Path) -> None:
     settings = Settings()
     ingest_path(_write(tmp_path / "a.jsonl", PAPERS[:2]), settings=settings, progress=False)
     reader = Store(settings)  # a second process's view of the same store
@@ -146,10 +166,10 @@ def test_stored_chunks_read_from_memory_match_chroma(tmp_path: Path) -> None:
         return {i: (n.get_content(), n.metadata["title"]) for i, n in reader.nodes(ids).items()}
 
     first = in_chroma()
-    assert read(list(first)) == first  # no BM25 loaded yet: every chunk comes from Chroma
+    assert read(list(first)) == first
     assert reader.bm25() is not None
-    assert read(list(first)) == first  # now from the BM25 index's in-memory copy
-    # Papers another writer added since that copy was loaded are fetched from Chroma.
+    assert read(list(first)) == first  # loading BM25 changes nothing: chunks are never read from its copy
+    # Papers another writer added since are read too.
     ingest_path(_write(tmp_path / "b.jsonl", PAPERS[2:]), settings=settings, progress=False)
     both = in_chroma()
     assert len(both) > len(first)

@@ -43,3 +43,16 @@ def test_modules_stay_readable() -> None:
     for path in ROOT.glob("*/*.py"):
         if path.parts[-2] in {"rag", "ingest", "ui", "evals"}:
             assert len(path.read_text().splitlines()) < 600, path
+
+
+def test_services_are_looked_up_only_by_the_public_entry_points() -> None:
+    # Everything else in rag/ and ingest/ receives its Services (store, encoder, LLM) as an argument.
+    callers = set()
+    for package in ("rag", "ingest"):
+        for path in (ROOT / package).rglob("*.py"):
+            for func in ast.walk(ast.parse(path.read_text())):
+                if isinstance(func, ast.FunctionDef):
+                    for node in ast.walk(func):
+                        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "get_services":
+                            callers.add(f"{package}.{path.stem}.{func.name}")
+    assert callers == {"rag.answer.ask_stream", "rag.retrieve.retrieve", "ingest.pipeline.ingest_papers"}

@@ -29,15 +29,25 @@ pytestmark = pytest.mark.llm
 # Each question with the papers that answer it (any one of them cited passes): two
 # abstracts in the sample co-design deformable convolution for embedded FPGAs.
 EXPECTED = [
-    ("Which architecture mixes image tokens with a 2D wavelet transform, and why?",
-     {"WaveMix: A Resource-efficient Neural Network for Image Analysis"}),
-    ("Which papers let a segmentation model choose its encoder depth per image?",
-     {"Efficient Transformer Encoders for Mask2Former-style models"}),
-    ("How much does adding gradient noise reduce the error rate on question answering?",
-     {"Adding Gradient Noise Improves Learning for Very Deep Networks"}),
-    ("How can deformable convolution be made efficient on embedded FPGAs?",
-     {"Algorithm-hardware Co-design for Deformable Convolution",
-      "CoDeNet: Efficient Deployment of Input-Adaptive Object Detection on Embedded FPGAs"}),
+    (
+        "Which architecture mixes image tokens with a 2D wavelet transform, and why?",
+        {"WaveMix: A Resource-efficient Neural Network for Image Analysis"},
+    ),
+    (
+        "Which papers let a segmentation model choose its encoder depth per image?",
+        {"Efficient Transformer Encoders for Mask2Former-style models"},
+    ),
+    (
+        "How much does adding gradient noise reduce the error rate on question answering?",
+        {"Adding Gradient Noise Improves Learning for Very Deep Networks"},
+    ),
+    (
+        "How can deformable convolution be made efficient on embedded FPGAs?",
+        {
+            "Algorithm-hardware Co-design for Deformable Convolution",
+            "CoDeNet: Efficient Deployment of Input-Adaptive Object Detection on Embedded FPGAs",
+        },
+    ),
 ]
 
 
@@ -57,7 +67,9 @@ def test_embedded_answers_cite_the_expected_paper(sample_settings: Any, question
 
 
 def test_embedded_abstains_on_an_uncovered_question(sample_settings: Any) -> None:
-    answer = ask("Which paper trains a quantum computer to fold proteins?", settings=_embedded_settings(sample_settings))
+    answer = ask(
+        "Which paper trains a quantum computer to fold proteins?", settings=_embedded_settings(sample_settings)
+    )
     assert answer.abstained and answer.citations == ()
 
 
@@ -94,9 +106,13 @@ def test_ollama_backend_answers_through_the_real_client(sample_settings: Any, ol
 def test_auto_prefers_ollama_when_it_serves_the_model(sample_settings: Any, ollama_host: str) -> None:
     from rag.llms import build_llm
 
-    auto = sample_settings.model_copy(update={"llm": sample_settings.llm.model_copy(update={"ollama_host": ollama_host})})
+    auto = sample_settings.model_copy(
+        update={"llm": sample_settings.llm.model_copy(update={"ollama_host": ollama_host})}
+    )
     assert build_llm(auto).label == "ollama:qwen2.5:3b"
-    nothing = sample_settings.model_copy(update={"llm": sample_settings.llm.model_copy(update={"ollama_host": "http://127.0.0.1:9"})})
+    nothing = sample_settings.model_copy(
+        update={"llm": sample_settings.llm.model_copy(update={"ollama_host": "http://127.0.0.1:9"})}
+    )
     assert build_llm(nothing).label == "embedded:qwen2.5-coder-1.5b"
 
 
@@ -109,11 +125,15 @@ def test_openai_backend_against_a_real_openai_compatible_server(sample_settings:
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
     assert httpx.post(f"{embedded.server_url}/v1/chat/completions", json=body, timeout=60).status_code == 401
     settings = sample_settings.model_copy(
-        update={"llm": sample_settings.llm.model_copy(update={
-            "backend": "openai",
-            "openai_base_url": f"{embedded.server_url}/v1",
-            "openai_api_key": SecretStr(embedded.server_api_key),
-        })}
+        update={
+            "llm": sample_settings.llm.model_copy(
+                update={
+                    "backend": "openai",
+                    "openai_base_url": f"{embedded.server_url}/v1",
+                    "openai_api_key": SecretStr(embedded.server_api_key),
+                }
+            )
+        }
     )
     question, (title,) = EXPECTED[0]
     answer = ask(question, settings=settings)
@@ -129,13 +149,17 @@ def test_cli_json_carries_every_sentence_with_its_verdict(sample_settings: Any) 
     from ui.cli import cli
 
     question, (title,) = EXPECTED[0]
-    result = CliRunner().invoke(cli, ["ask", question, "--json", "--backend", "embedded"],
-                                env={"PAPERCITE_DATA_DIR": str(sample_settings.data_dir)})
+    result = CliRunner().invoke(
+        cli,
+        ["ask", question, "--json", "--backend", "embedded"],
+        env={"PAPERCITE_DATA_DIR": str(sample_settings.data_dir)},
+    )
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
     assert title in [c["title"] for c in answer["citations"]], answer["text"]
-    assert answer["sentences"] and all(s["verdict"] in ("supported", "corrected", "unsupported")
-                                       for s in answer["sentences"])
+    assert answer["sentences"] and all(
+        s["verdict"] in ("supported", "corrected", "unsupported") for s in answer["sentences"]
+    )
     numbers = {s["number"] for s in answer["sources"]}
     shown = [s for s in answer["sentences"] if s["shown"]]
     assert shown and all(s["citations"] and set(s["citations"]) <= numbers for s in shown)

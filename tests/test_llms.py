@@ -60,10 +60,15 @@ def test_llm_choices_offer_what_can_answer_configured_first() -> None:
     with OllamaStandIn({"qwen2.5:3b": lambda *a: iter(["x"]), "llama3.2:1b": lambda *a: iter(["x"])}) as server:
         online = llm_choices(_with_llm(Settings(), backend="auto", ollama_host=server.url))
         assert next(iter(online)) == "ollama:qwen2.5:3b"  # auto finds Ollama serving the model
-        assert online["ollama:llama3.2:1b"].backend == "ollama" and online["ollama:llama3.2:1b"].ollama_model == "llama3.2:1b"
+        assert (
+            online["ollama:llama3.2:1b"].backend == "ollama"
+            and online["ollama:llama3.2:1b"].ollama_model == "llama3.2:1b"
+        )
         assert online["embedded:qwen2.5-coder-1.5b"].backend == "embedded"
 
-    remote = llm_choices(_with_llm(Settings(), backend="openai", openai_base_url="http://gpu:8000/v1", ollama_host=dead))
+    remote = llm_choices(
+        _with_llm(Settings(), backend="openai", openai_base_url="http://gpu:8000/v1", ollama_host=dead)
+    )
     assert next(iter(remote)) == "openai:default"
 
 

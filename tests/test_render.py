@@ -24,13 +24,29 @@ HOSTILE = '<script>alert("x")</script> Wavelets & "mixing"'
 
 
 def _source(n: int, title: str = "A paper", url: str | None = None) -> Source:
-    return Source(n, f"id:{n}", title, (f"Passage {n} mixes image tokens with wavelets.",), 0.03, 0.5,
-                  ("Ada Lovelace", "Alan Turing", "Grace Hopper", "Edsger Dijkstra"), 2024, url)
+    return Source(
+        n,
+        f"id:{n}",
+        title,
+        (f"Passage {n} mixes image tokens with wavelets.",),
+        0.03,
+        0.5,
+        ("Ada Lovelace", "Alan Turing", "Grace Hopper", "Edsger Dijkstra"),
+        2024,
+        url,
+    )
 
 
 def _answer(text: str, cited: list[Citation], sources: list[Source], abstained: bool = False) -> Answer:
-    return Answer("How are image tokens mixed with wavelets?", text, tuple(cited), tuple(sources), abstained,
-                  "embedded:test", Timings(0.1, 2.0, 5.0))
+    return Answer(
+        question="How are image tokens mixed with wavelets?",
+        text=text,
+        citations=tuple(cited),
+        sources=tuple(sources),
+        abstained=abstained,
+        model="embedded:test",
+        timings=Timings(0.1, 2.0, 5.0),
+    )
 
 
 def test_highlight_marks_question_words_and_escapes_the_rest() -> None:
@@ -56,17 +72,32 @@ def test_each_sentence_shows_its_verdict_and_removed_ones_are_listed_with_why() 
     sources = [_source(1), _source(2, "Other <b>paper</b>")]
     sentences = (
         Sentence("It mixes tokens [1].", (1,), "supported", "", True, (1,)),
-        Sentence("It cuts error by 72% [2].", (2,), "corrected", "the number 72 is not in [1]; it is in [2]", True, (1,)),
+        Sentence(
+            "It cuts error by 72% [2].", (2,), "corrected", "the number 72 is not in [1]; it is in [2]", True, (1,)
+        ),
         Sentence("It runs on <Mars> [1].", (1,), "unsupported", "'Mars' is in no retrieved abstract", True, (1,)),
         Sentence("It won 3 prizes [1].", (1,), "unsupported", "the number 3 is in no retrieved abstract", False, (1,)),
     )
-    answer = Answer("q?", "It mixes tokens [1]. It cuts error by 72% [2]. It runs on <Mars> [1].",
-                    (Citation(1, "A paper", "id:1"), Citation(2, "Other <b>paper</b>", "id:2", attributed=True)),
-                    tuple(sources), False, "embedded:test", Timings(0.1, 2.0, 5.0), sentences=sentences)
+    answer = Answer(
+        question="q?",
+        text="It mixes tokens [1]. It cuts error by 72% [2]. It runs on <Mars> [1].",
+        citations=(Citation(1, "A paper", "id:1"), Citation(2, "Other <b>paper</b>", "id:2", attributed=True)),
+        sources=tuple(sources),
+        abstained=False,
+        model="embedded:test",
+        timings=Timings(0.1, 2.0, 5.0),
+        sentences=sentences,
+    )
     md = answer_markdown(answer)
     assert '<span class="pc-cite" title="A paper">[1]</span>' in md
-    assert 'class="pc-cite pc-attributed" title="Other &lt;b&gt;paper&lt;/b&gt; (papercite&#x27;s citation: the number 72' in md
-    assert '<span class="pc-unsupported" title="Unsupported: &#x27;Mars&#x27; is in no retrieved abstract">⚠ It runs on &lt;Mars&gt;' in md
+    assert (
+        'class="pc-cite pc-attributed" title="Other &lt;b&gt;paper&lt;/b&gt; (papercite&#x27;s citation: the number 72'
+        in md
+    )
+    assert (
+        '<span class="pc-unsupported" title="Unsupported: &#x27;Mars&#x27; is in no retrieved abstract">'
+        "⚠ It runs on &lt;Mars&gt;" in md
+    )
     assert "1 sentence left out" in md and "It won 3 prizes" in md and "the number 3 is in no retrieved abstract" in md
     assert "<Mars>" not in md and "<b>" not in md
 
@@ -89,8 +120,9 @@ def test_abstention_says_so_and_marks_the_nearest_papers() -> None:
 
 
 def test_upload_report_lists_each_file_and_its_skipped_records() -> None:
-    report = IngestReport("a.jsonl", added=["p1", "p2"], unchanged=["p3"],
-                          skipped=[Problem("a.jsonl:3", "no abstract | empty")])
+    report = IngestReport(
+        "a.jsonl", added=["p1", "p2"], unchanged=["p3"], skipped=[Problem("a.jsonl:3", "no abstract | empty")]
+    )
     md = upload_report_markdown([("a.jsonl", report), ("b.exe", "unknown file type: use .jsonl")])
     assert "| a.jsonl | 2 | 0 | 1 | 1 |" in md
     assert "| b.exe | – | – | – | refused |" in md
@@ -112,11 +144,13 @@ def test_example_questions_prefer_named_methods_spread_over_the_collection() -> 
 
 
 def test_page_messages_leave_server_paths_out(tmp_path: Path) -> None:
-    from ui.app import page_message
+    from ui.handlers import page_message
 
     settings = Settings(data_dir=tmp_path / "secret-place")
     upload = "/tmp/gradio/0123abcd/papers.jsonl"
-    assert str(tmp_path) not in page_message(StoreError(f"Cannot open the store at {tmp_path}/secret-place/chroma"), settings)
+    assert str(tmp_path) not in page_message(
+        StoreError(f"Cannot open the store at {tmp_path}/secret-place/chroma"), settings
+    )
     assert page_message(BadInput(f"{upload}:3: not JSON"), settings, upload) == "papers.jsonl:3: not JSON"
     empty = page_message(IndexEmpty(f"The collection at {tmp_path} is empty"), settings)
     assert str(tmp_path) not in empty and "papercite ingest --sample" in empty

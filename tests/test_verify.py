@@ -10,12 +10,30 @@ from rag.verify import VerifyConfig, evidence_in, verify_sentences
 
 CONF = VerifyConfig(move_margin=0.15, min_support=0.3)
 SOURCES = [
-    Source(1, "p1", "WaveMix: Wavelet Mixing", ("x",), 0.1,
-           abstract="A 2D wavelet transform mixes image tokens. It is 12% more accurate using deep neural networks."),
-    Source(2, "p2", "Adding Gradient Noise Improves Learning", ("x",), 0.1,
-           abstract="Adding gradient noise cuts the error rate by 72% and trains a 20-layer net."),
-    Source(3, "p3", "Duplex: A Device for Experts", ("x",), 0.1,
-           abstract="Duplex runs mixture-of-experts layers on Logic-PIM, 2.07x faster."),
+    Source(
+        1,
+        "p1",
+        "WaveMix: Wavelet Mixing",
+        ("x",),
+        0.1,
+        abstract="A 2D wavelet transform mixes image tokens. It is 12% more accurate using deep neural networks.",
+    ),
+    Source(
+        2,
+        "p2",
+        "Adding Gradient Noise Improves Learning",
+        ("x",),
+        0.1,
+        abstract="Adding gradient noise cuts the error rate by 72% and trains a 20-layer net.",
+    ),
+    Source(
+        3,
+        "p3",
+        "Duplex: A Device for Experts",
+        ("x",),
+        0.1,
+        abstract="Duplex runs mixture-of-experts layers on Logic-PIM, 2.07x faster.",
+    ),
 ]
 
 
@@ -54,7 +72,9 @@ def test_a_number_no_retrieved_abstract_states_is_unsupported() -> None:
 
 
 def test_names_count_as_evidence_and_acronyms_may_be_spelled_out() -> None:
-    moved, spelled, supported = _verify("Duplex runs on Logic-PIM [1]. WaveMix uses DNNs [1]. Noise helps a 20-layer net [2].")
+    moved, spelled, supported = _verify(
+        "Duplex runs on Logic-PIM [1]. WaveMix uses DNNs [1]. Noise helps a 20-layer net [2]."
+    )
     assert moved.verdict == "corrected" and moved.citations == (3,)
     assert spelled.verdict == "supported"  # "DNN" is "deep neural networks" in [1]
     assert supported.verdict == "supported" and supported.citations == (2,)
@@ -81,7 +101,12 @@ def test_a_sentence_that_restates_the_question_instead_of_the_abstract_is_unsupp
     question = "Does repetitive transcranial magnetic stimulation reduce gradient noise in deep nets?"
     echo, reported = verify_sentences(
         "Yes, repetitive transcranial magnetic stimulation reduces gradient noise [2]. "
-        "Adding gradient noise cuts the error rate by 72% [2].", SOURCES, embed, CONF, question)
+        "Adding gradient noise cuts the error rate by 72% [2].",
+        SOURCES,
+        embed,
+        CONF,
+        question,
+    )
     assert echo.verdict == "unsupported" and "restates the question" in echo.reason and "magnet" in echo.reason
     assert reported.verdict == "supported"
 

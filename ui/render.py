@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from rag.citations import CITE
 from rag.types import Answer, Sentence, Source
 
 __all__ = [
@@ -33,7 +34,6 @@ _STOPWORD_TEXT = """about above after again against also among and any are becau
     studies work works propose proposed show shows approach method methods"""
 _STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 _WORD = re.compile(r"(\w+)")
-_CITE = re.compile(r"\[(\d+)\]")
 
 
 def _stem(word: str) -> str:
@@ -103,14 +103,14 @@ def _badges(escaped: str, titles: dict[int, str], dashed: set[int], reason: str 
         kind = "pc-cite pc-attributed" if n in dashed else "pc-cite"
         return f'<span class="{kind}" title="{html.escape(tip, quote=True)}">[{n}]</span>'
 
-    return _CITE.sub(badge, escaped)
+    return CITE.sub(badge, escaped)
 
 
 def _removed(sentences: Sequence[Sentence]) -> str:
     if not sentences:
         return ""
     items = "".join(
-        f"<li>{html.escape(_CITE.sub('', s.text).strip())} <i>({html.escape(s.reason)})</i></li>" for s in sentences
+        f"<li>{html.escape(CITE.sub('', s.text).strip())} <i>({html.escape(s.reason)})</i></li>" for s in sentences
     )
     label = f"{len(sentences)} sentence{'s' if len(sentences) > 1 else ''} left out: no retrieved abstract supports"
     them = "them" if len(sentences) > 1 else "it"

@@ -1,0 +1,183 @@
+"""What the page's events call: each turns the page's inputs into one call on ``rag`` or
+``ingest``, and its result (or its ``PaperciteError``) into the page's outputs.
+
+The page's layout and wiring are in ``ui/app.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from ingest import ingest_path
+from rag.answer import ask, ask_stream, clean_question
+from rag.errors import IndexEmpty, PaperciteError
+from rag.services import Services, get_services
+from rag.settings import LLMSettings, Settings
+from rag.types import Answer
+from ui.render import (
+    answer_markdown,
+    collection_markdown,
+    display_name,
+    example_questions,
+    sources_html,
+    streaming_markdown,
+    upload_report_markdown,
+)
+
+__all__ = ["NO_SOURCES", "Handlers", "max_upload_bytes", "page_message"]
+
+log = logging.getLogger(__name__)
+
+NO_SOURCES = (
+    '<div class="pc-sources"><p class="pc-empty">Ask a question: the papers behind the answer appear here.</p></div>'
+)
+
+
+def page_message(exc: PaperciteError, settings: Settings, *uploads: str) -> str:
+    """``exc``'s message for the page: no path on the server in it (uploads shown by file name)."""
+    if isinstance(exc, IndexEmpty):
+        return (
+            "The collection is empty: upload papers in the Collection panel, or run "
+            "`papercite ingest --sample` for the bundled 84 papers."
+        )
+    text = str(exc)
+    for upload in uploads:
+        text = text.replace(str(upload), display_name(upload))
+    return text.replace(str(settings.data_dir), "the data directory")
+
+
+class Handlers:
+    """What the page's events call, over the services and LLM choices built once for the page.
+
+    Each handler turns the page's inputs into one call on ``rag`` or ``ingest`` and its
+    result into the page's outputs; a ``PaperciteError`` becomes a ``gr.Error``.
+    """
+
+    def __init__(self, settings: Settings, services: Services, choices: dict[str, LLMSettings]) -> None:
+        self.settings = settings
+        self.services = services
+        self.choices = choices
+        self.default_llm = next(iter(choices), None)
+        self.api_ask = _api_ask(services)
+
+    def collection_view(self) -> tuple[str, Any]:
+        stats = self.services.store.stats()
+        panel = collection_markdown(
+            stats.papers,
+            stats.chunks,
+            stats.embedding_model,
+            self.default_llm or "none: install papercite[embedded] or start Ollama",
+        )
+        examples = example_questions(self.services.store.titles())
+        return panel, gr.Dataset(samples=[[q] for q in examples], visible=bool(examples))
+
+    def check_question(self, question: str) -> tuple[str, str]:
+        try:
+            return "", clean_question(question)
+        except PaperciteError as exc:
+            raise gr.Error(page_message(exc, self.settings), print_exception=False) from None
+
+    def respond(
+        self,
+        question: str,
+        history: list[dict[str, Any]],
+        turns: dict[int, tuple[str, str]],
+        top_k: int,
+        llm_label: str | None,
+    ) -> Iterator[tuple[Any, ...]]:
+        history = [
+            *history,
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": "*Searching the collection…*"},
+        ]
+        yield history, gr.skip(), gr.skip(), gr.skip()
+        llm = self.choices.get(llm_label or "")
+        # Another model from the menu: its own services, sharing this page's store and encoder.
+        services = self.services if llm is None else get_services(self.settings.model_copy(update={"llm": llm}))
+        streamed = ""
+        try:
+            for item in ask_stream(question, services=services, top_k=int(top_k)):
+                if isinstance(item, Answer):
+                    history[-1] = {"role": "assistant", "content": answer_markdown(item)}
+                    panel, copy_text = sources_html(item), item.with_references()
+                    turns = {**turns, len(history) - 1: (panel, copy_text)}
+                    yield history, panel, copy_text, turns
+                else:
+                    streamed += item
+                    history[-1] = {"role": "assistant", "content": streaming_markdown(streamed)}
+                    yield history, gr.skip(), gr.skip(), gr.skip()
+        except PaperciteError as exc:
+            yield from _failed(history, turns, page_message(exc, self.settings))
+        except Exception:
+            log.exception("Answering %r failed", question)
+            yield from _failed(history, turns, "Answering failed unexpectedly; the details are in the server's log.")
+
+    def show_turn(self, turns: dict[int, tuple[str, str]], evt: gr.SelectData) -> tuple[Any, Any]:
+        index = evt.index if isinstance(evt.index, int) else evt.index[0]
+        turn = turns.get(index) or turns.get(index + 1)  # a click on the question shows its answer's sources
+        return (turn[0], turn[1]) if turn else (gr.skip(), gr.skip())
+
+    def upload(
+        self,
+        files: list[str] | None,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 - how Gradio injects a progress bar
+    ) -> tuple[Any, ...]:
+        rows = [(display_name(path), self._ingest_upload(path, progress)) for path in files or []]
+        return (upload_report_markdown(rows), *self.collection_view(), None)
+
+    def _ingest_upload(self, path: str, progress: gr.Progress) -> object:
+        """Ingest one uploaded file: its report with server paths hidden, or the message saying why not."""
+        name = display_name(path)
+        size = Path(path).stat().st_size
+        # Gradio's max_file_size (see launch) caps the files sent to the server, but not one Gradio downloads
+        # itself when a program passes a URL to the /upload endpoint: that one is capped here.
+        if size > max_upload_bytes(self.settings):
+            return (
+                f"{size / 1e6:.1f} MB is over the {self.settings.serve.max_upload_mb:g} MB limit: "
+                "ingest it with `papercite ingest FILE`, or raise PAPERCITE_SERVE__MAX_UPLOAD_MB."
+            )
+
+        def report_progress(done: int, total: int) -> None:
+            progress((done, total), desc=f"Embedding {name}", unit="chunks")
+
+        try:
+            report = ingest_path(path, services=self.services, progress=report_progress)
+        except PaperciteError as exc:
+            return page_message(exc, self.settings, path)
+        report.source = name
+        report.skipped = [type(p)(p.location.replace(str(path), name), p.reason) for p in report.skipped]
+        return report
+
+
+def _failed(
+    history: list[dict[str, Any]], turns: dict[int, tuple[str, str]], message: str
+) -> Iterator[tuple[Any, ...]]:
+    """End an answer that failed: the message in the chat and as a ``gr.Error``, no sources."""
+    history[-1] = {"role": "assistant", "content": f"⚠️ {message}"}
+    yield history, NO_SOURCES, "", turns
+    raise gr.Error(message, print_exception=False) from None
+
+
+def _api_ask(services: Services) -> Callable[..., dict[str, Any]]:
+    """The function behind the /ask endpoint; its ``top_k`` defaults to the settings' (the API page shows it)."""
+    settings = services.settings
+
+    def api_ask(question: str, top_k: int = settings.retrieval.top_papers) -> dict[str, Any]:
+        """Answer a question from the collection: the Answer as JSON (text, citations, sources, timings)."""
+        try:
+            return asdict(ask(question, services=services, top_k=top_k))
+        except PaperciteError as exc:
+            raise gr.Error(page_message(exc, settings), print_exception=False) from None
+
+    return api_ask
+
+
+def max_upload_bytes(settings: Settings) -> int:
+    """The upload cap in bytes (Gradio's ``max_file_size`` and the page's own check of downloaded files)."""
+    return int(settings.serve.max_upload_mb * 1_000_000)

@@ -1,0 +1,275 @@
+"""``papercite eval`` and ``papercite bench``: the measuring commands, apart from the everyday ones.
+
+Each prints Markdown tables; ``eval --gate`` exits with 7 when a test-part metric misses
+its threshold.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ui.options import LLM_BACKENDS
+from ui.options import command_settings as _settings
+
+
+@click.command("eval")
+@click.option(
+    "--set",
+    "gold_set",
+    default="bundled",
+    show_default=True,
+    help="bundled (the sample's hand-written questions), asreview (2,000 ASReview abstracts, with --asreview), "
+    "scifact (with --scifact), or a JSONL gold set asked of your store.",
+)
+@click.option(
+    "--split",
+    type=click.Choice(["dev", "test", "both"]),
+    default="both",
+    show_default=True,
+    help="For bundled and asreview: the development part, the frozen test part, or both side by side.",
+)
+@click.option(
+    "--asreview",
+    "asreview_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="JSONL(.gz) holding the ASReview records, e.g. ../shared/benchmarks/scale/abstracts.jsonl.gz.",
+)
+@click.option(
+    "--scifact",
+    "scifact_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="SciFact directory (corpus.csv, claims_train.csv), for --set scifact.",
+)
+@click.option(
+    "--limit", type=click.IntRange(1), help="Ask only N questions of each part (taken evenly over the kinds)."
+)
+@click.option(
+    "--replay",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Generation cache (JSONL) for tuning and ablations: a prompt seen before is not generated again.",
+)
+@click.option("--backend", type=LLM_BACKENDS, help="LLM backend for the answers.")
+@click.option(
+    "--ablate",
+    is_flag=True,
+    help="Answer once per answer step switched off and write ablation-<set>.md "
+    "(uses --replay, by default OUT/generations.jsonl).",
+)
+@click.option(
+    "--ablate-step",
+    "ablate_steps",
+    multiple=True,
+    metavar="STEP",
+    help="With --ablate: only these steps off (repeatable), e.g. the cheap ones after generation.",
+)
+@click.option("--retrieval-only", is_flag=True, help="No LLM: compare dense, BM25 and hybrid retrieval.")
+@click.option("--support", is_flag=True, help="Judge each answer sentence's support with the embedded LLM (slow).")
+@click.option("--gate", is_flag=True, help="Exit with 7 when a test-part metric misses the CI threshold.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("."),
+    show_default=True,
+    help="Where eval-report.md/.json/.png go.",
+)
+def eval_command(
+    gold_set: str,
+    split: str,
+    asreview_path: Path | None,
+    scifact_dir: Path | None,
+    limit: int | None,
+    replay: Path | None,
+    backend: str | None,
+    ablate: bool,
+    ablate_steps: tuple[str, ...],
+    retrieval_only: bool,
+    support: bool,
+    gate: bool,
+    out_dir: Path,
+) -> None:
+    """Measure retrieval, citation accuracy and abstention against a gold set (dev and test side by side)."""
+    from evals.run import run_eval
+
+    passed = run_eval(
+        _settings(backend),
+        gold_set=gold_set,
+        split=split,
+        scifact_dir=scifact_dir,  # type: ignore[arg-type]
+        asreview_path=asreview_path,
+        limit=limit,
+        replay=replay,
+        ablate=ablate,
+        ablate_steps=ablate_steps,
+        retrieval_only=retrieval_only,
+        support=support,
+        gate=gate,
+        out_dir=out_dir,
+        echo=click.echo,
+    )
+    if not passed:
+        sys.exit(7)
+
+
+@click.group()
+def bench() -> None:
+    """Measure speed and memory; each command prints a Markdown table (medians of --repeats runs)."""
+
+
+def _sizes(value: str) -> list[int | None]:
+    try:
+        return [None if v.strip() == "all" else int(v) for v in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give sizes like 2000,all") from None
+
+
+@bench.command("ingest")
+@click.option(
+    "--corpus",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="JSONL(.gz) of title and abstract, e.g. ../shared/benchmarks/scale/abstracts.jsonl.gz.",
+)
+@click.option(
+    "--sizes", default="2000,all", show_default=True, help="Abstracts per run, comma-separated; all = every one."
+)
+@click.option("--repeats", type=click.IntRange(1), default=3, show_default=True)
+@click.option(
+    "--cases",
+    default="papercite,papercite-fp32,plain,encoder-bfloat16,encoder-float32",
+    show_default=True,
+    help="Which pipelines to time.",
+)
+def bench_ingest_command(corpus: Path, sizes: str, repeats: int, cases: str) -> None:
+    """Abstracts per second end to end, against the plain LlamaIndex pipeline and the bare encoder."""
+    from evals.bench import bench_ingest, ingest_table
+    from rag.embedding import cpu_has_native_bf16
+
+    click.echo(f"CPU: {os.cpu_count()} cores, native bfloat16: {'yes' if cpu_has_native_bf16() else 'no'}", err=True)
+    results = bench_ingest(
+        corpus, _sizes(sizes), repeats=repeats, cases=cases.split(","), echo=lambda m: click.echo(m, err=True)
+    )
+    for n, rows in results.items():
+        click.echo(f"\n{n:,} abstracts, median of {repeats} run(s):\n")
+        click.echo(ingest_table(rows))
+
+
+def _bench_settings(backend: str | None = None) -> Any:
+    """The bundled eval's own store (the sample, ingested once), as `papercite eval` uses."""
+    from evals.harness import eval_settings
+    from ingest import ingest_path, sample_corpus
+
+    settings = eval_settings(_settings(backend), "bundled")
+    ingest_path(sample_corpus(), settings=settings, progress=False)
+    return settings
+
+
+@bench.command("retrieve")
+@click.option(
+    "--corpus",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="JSONL(.gz) of the 22k-abstract scale corpus; without it only the 84-paper sample is timed.",
+)
+@click.option(
+    "--million", is_flag=True, help="Also grow the scale store synthetically to 1,000,000 chunks and time it."
+)
+@click.option("--repeats", type=click.IntRange(1), default=3, show_default=True)
+def bench_retrieve_command(corpus: Path | None, million: bool, repeats: int) -> None:
+    """p50/p95 latency of hybrid retrieve() with a warm store, at 84 papers, 22k papers and 1M chunks."""
+    from evals.bench import bench_retrieval, grow_store, scale_settings
+    from evals.gold import BUNDLED, load_gold
+
+    questions = [q.question for q in load_gold(BUNDLED)]
+    stores = [("sample", _bench_settings())]
+    if corpus:
+        stores.append(("scale corpus", scale_settings(_settings(), corpus, echo=lambda m: click.echo(m, err=True))))
+        if million:
+            stores.append(
+                ("scale corpus grown", grow_store(stores[-1][1], 1_000_000, echo=lambda m: click.echo(m, err=True)))
+            )
+    click.echo(f"\nhybrid retrieve(), {len(questions)} bundled questions x {repeats}, warm store:\n")
+    click.echo(
+        "| store | papers | chunks | queries | p50 (ms) | p95 (ms) |\n| --- | ---: | ---: | ---: | ---: | ---: |"
+    )
+    for name, settings in stores:
+        r = bench_retrieval(settings, questions, repeats=repeats)
+        click.echo(
+            f"| {name} | {r['papers']:,} | {r['chunks']:,} | {r['queries']} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} |"
+        )
+
+
+@bench.command("answer")
+@click.option(
+    "--limit",
+    type=click.IntRange(1),
+    default=40,
+    show_default=True,
+    help="Bundled questions to answer (taken evenly over the kinds).",
+)
+@click.option(
+    "--askers", default="1,4,16", show_default=True, help="Concurrent askers to time, comma-separated; empty to skip."
+)
+@click.option("--backend", type=LLM_BACKENDS, default="embedded", show_default=True)
+def bench_answer_command(limit: int, askers: str, backend: str) -> None:
+    """Time to first token and full answer (p50/p95) with the model loaded, a cold `papercite ask`, and concurrency."""
+    from evals.bench import bench_answers, bench_cold_ask, bench_concurrency
+    from evals.gold import BUNDLED, load_gold
+    from evals.harness import stratified
+
+    settings = _bench_settings(backend)
+    gold = stratified(load_gold(BUNDLED), limit)
+    r = bench_answers(settings, [q.question for q in gold], echo=lambda m: click.echo(m, err=True))
+    click.echo(
+        f"\nanswers with {backend} model loaded: {r['questions']} bundled questions, {r['generated']} generated, "
+        f"{r['abstained_early']} abstained before generating\n"
+    )
+    click.echo(
+        "| first token p50 (s) | p95 (s) | full answer p50 (s) | p95 (s) | prompt tokens p50 |\n"
+        "| ---: | ---: | ---: | ---: | ---: |"
+    )
+    click.echo(
+        f"| {r['first_p50']:.1f} | {r['first_p95']:.1f} | {r['total_p50']:.1f} | {r['total_p95']:.1f} | "
+        f"{r['prompt_tokens_p50']:.0f} |"
+    )
+    answerable = [q.question for q in gold if q.kind in ("single", "multi")]
+    cold = bench_cold_ask(settings, answerable[0])
+    click.echo(
+        f"\ncold `papercite ask` in a fresh process: {cold['seconds']:.1f} s, peak RSS {cold['peak_mb']:,.0f} MB, "
+        f"heavy modules imported: {', '.join(cold['heavy']) or 'none'}"
+    )
+    counts = [int(n) for n in askers.split(",") if n.strip()]
+    if counts:
+        click.echo(
+            "\n| concurrent askers | completed | reached the model | served in order | seconds | answers per minute |\n"
+            "| ---: | ---: | ---: | --- | ---: | ---: |"
+        )
+        offset = 1
+        for n in counts:  # fresh questions for each run, so no answer comes from the previous prompt's cache
+            c = bench_concurrency(settings, (answerable * n)[offset : offset + n], n)
+            offset += n
+            click.echo(
+                f"| {n} | {c['completed']}/{n} | {c['generated']} | {'yes' if c['in_order'] else 'no'} | "
+                f"{c['seconds']:.1f} | {c['per_minute']:.1f} |" + (f" errors: {c['errors']}" if c["errors"] else "")
+            )
+
+
+@bench.command("serve")
+@click.option("--questions", type=click.IntRange(1), default=5, show_default=True)
+def bench_serve_command(questions: int) -> None:
+    """Peak memory of a real `papercite serve` with the embedded model, after answering bundled questions (Linux)."""
+    from evals.bench import bench_serve_memory
+    from evals.gold import BUNDLED, load_gold
+
+    settings = _bench_settings("embedded")
+    asked = [q.question for q in load_gold(BUNDLED) if q.kind == "single"][:questions]
+    r = bench_serve_memory(settings, asked)
+    click.echo(
+        "| `papercite serve`, embedded model | questions answered | peak RSS (MB) | RSS after (MB) |\n"
+        "| --- | ---: | ---: | ---: |"
+    )
+    click.echo(f"| this machine | {r['questions']:.0f} | {r['peak_mb']:,.0f} | {r['rss_mb']:,.0f} |")
