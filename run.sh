@@ -2,6 +2,7 @@
 # papercite's two entry points on a fresh machine:
 #   ./run.sh        set up .venv, ingest the bundled sample if the store is empty, open the page on http://127.0.0.1:7860
 #   ./run.sh test   set up .venv and run the whole test suite (what .ci/run calls)
+#   ./run.sh lint   set up .venv and run ruff: lint rules and formatting, on the whole tree
 #   ./run.sh eval   set up .venv and run `papercite eval` with the given arguments
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -21,6 +22,10 @@ case "${1:-start}" in
         shift || true
         exec python -m pytest "$@"
         ;;
+    lint)
+        ruff check .
+        exec ruff format --check .
+        ;;
     start)
         exec papercite start
         ;;
@@ -29,7 +34,7 @@ case "${1:-start}" in
         exec papercite eval "$@"
         ;;
     *)
-        echo "usage: ./run.sh [test [pytest args...] | eval [papercite eval args...]]" >&2
+        echo "usage: ./run.sh [test [pytest args...] | lint | eval [papercite eval args...]]" >&2
         exit 2
         ;;
 esac
