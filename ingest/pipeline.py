@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from llama_index.core.node_parser import SentenceSplitter
     from llama_index.core.schema import TextNode
 
+    from rag.store import Store
+
 __all__ = ["IngestReport", "Progress", "chunk_papers", "ingest_papers", "ingest_path"]
 
 # Called with (chunks done, chunks total) as batches are written.
@@ -120,7 +122,7 @@ def ingest_papers(
             )
         else:
             unique[paper.id] = paper
-    with _one_writer(settings, store.location):
+    with _one_writer(store):
         states = store.paper_states(unique)
         to_write: list[Paper] = []
         for pid, paper in unique.items():
@@ -153,7 +155,7 @@ def ingest_papers(
 
 
 @contextmanager
-def _one_writer(settings: Settings, location: str) -> Iterator[None]:
+def _one_writer(store: Store) -> Iterator[None]:
     """Hold the data directory's ingest lock, or refuse at once when another ingest holds it.
 
     Two ingests interleaving deletes and writes of the same papers could leave either
@@ -161,13 +163,13 @@ def _one_writer(settings: Settings, location: str) -> Iterator[None]:
     """
     from filelock import FileLock, Timeout
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(settings.data_dir / "ingest.lock", timeout=0)
+    store.ingest_lock.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(store.ingest_lock, timeout=0)
     try:
         lock.acquire()
     except Timeout:
         raise StoreBusy(
-            f"Another ingest is writing to the store at {location}: wait for it to finish, "
+            f"Another ingest is writing to the store at {store.location}: wait for it to finish, "
             "then run this again (nothing was written)."
         ) from None
     try:

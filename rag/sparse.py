@@ -107,22 +107,29 @@ class BM25Index:
                 self._retriever, self._stamp = retriever, stamp
             return self._retriever
 
-    def current(self, chunks: int, nodes: Callable[[], Iterable[TextNode]]) -> SparseRetriever | None:
+    def current(
+        self, chunks: int, nodes: Callable[[], Iterable[TextNode]], *, clear_mark: bool = True
+    ) -> SparseRetriever | None:
         """The index, rebuilt first from ``nodes()`` when it is missing, marked stale, or holds
-        another number of chunks than the ``chunks`` Chroma holds."""
+        another number of chunks than the ``chunks`` Chroma holds (``clear_mark`` as in :meth:`rebuild`)."""
         retriever = self.load()
         if chunks and (retriever is None or self.stale or int(retriever.bm25.scores["num_docs"]) != chunks):
-            self.rebuild(nodes())
+            self.rebuild(nodes(), clear_mark=clear_mark)
             retriever = self.load()
         return retriever
 
-    def rebuild(self, nodes: Iterable[TextNode]) -> None:
-        """Build the index from every stored chunk, swap it in atomically and clear the stale mark."""
+    def rebuild(self, nodes: Iterable[TextNode], *, clear_mark: bool = True) -> None:
+        """Build the index from every stored chunk and swap it in atomically.
+
+        ``clear_mark=False`` keeps the stale mark: an ingest still writing may yet be killed
+        before its own rebuild, and the mark must outlive a rebuild made halfway through it.
+        """
         with self._rebuild_lock:
             nodes = list(nodes)
             if not nodes:
                 shutil.rmtree(self.path, ignore_errors=True)
-                self.stale_mark.unlink(missing_ok=True)
+                if clear_mark:
+                    self.stale_mark.unlink(missing_ok=True)
                 return
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # A top-k above the chunk count makes llama-index print a warning; load() caps it the same way.
@@ -141,4 +148,5 @@ class BM25Index:
             except OSError:  # another process swapped in its index, built from the same collection
                 shutil.rmtree(tmp, ignore_errors=True)
             shutil.rmtree(old, ignore_errors=True)
-            self.stale_mark.unlink(missing_ok=True)
+            if clear_mark:
+                self.stale_mark.unlink(missing_ok=True)

@@ -110,6 +110,23 @@ class Store:
     # -- what is stored -------------------------------------------------------------
 
     @property
+    def ingest_lock(self) -> Path:
+        """The file an ingest into this data directory holds locked while it writes."""
+        return self.settings.data_dir / "ingest.lock"
+
+    def ingest_running(self) -> bool:
+        """True when an ingest (in this process or another) holds :attr:`ingest_lock`."""
+        from filelock import FileLock, Timeout
+
+        if not self.ingest_lock.exists():
+            return False
+        try:
+            with FileLock(self.ingest_lock, timeout=0):
+                return False
+        except Timeout:
+            return True
+
+    @property
     def bm25_dir(self) -> Path:
         """Where the BM25 index of this collection is persisted."""
         return self.sparse.path
@@ -235,7 +252,8 @@ class Store:
                 return retriever
             chunks = self.collection.count()
             self._counted_at = time.monotonic()
-            return self.sparse.current(chunks, self.iter_nodes)
+            # A rebuild while an ingest still writes must not clear its stale mark.
+            return self.sparse.current(chunks, self.iter_nodes, clear_mark=not self.ingest_running())
 
     def verify(self, configured_model: str) -> StoreCheck:
         """Check this store against itself and ``configured_model`` (see :func:`rag.check.check_store`)."""

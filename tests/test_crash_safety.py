@@ -203,3 +203,17 @@ def test_an_ingest_killed_between_the_chroma_write_and_the_bm25_rebuild_is_notic
     assert hits is not None and "40 layers" in hits.corpus[0]["_node_content"]
     assert store.verify(settings.embedding.model).ok
     assert "40 layers" in retrieve("How many layers mix wavelet tokens?", settings=settings)[0].abstract
+
+
+def test_a_question_s_rebuild_during_an_ingest_keeps_the_stale_mark(tmp_path: Path) -> None:
+    settings = Settings()
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps({"title": "Wavelet Token Mixing", "abstract": "A 2D wavelet transform mixes tokens."}))
+    ingest_path(path, settings=settings, progress=False)
+    store = get_services(settings).store
+    store.sparse.mark_stale()  # as an ingest does before it writes to Chroma
+    with FileLock(store.ingest_lock):  # ... and that ingest is still writing
+        assert store.ingest_running()
+        assert store.bm25() is not None and store.sparse.stale  # rebuilt for the question, still marked
+    assert not store.ingest_running()
+    assert store.bm25() is not None and not store.sparse.stale  # no ingest left: the rebuild settles it
