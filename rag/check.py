@@ -96,11 +96,13 @@ def _incomplete(by_paper: dict[str, list[ChunkRecord]]) -> tuple[list[str], set[
 def _bm25_problems(store: Store, versions: dict[str, str]) -> list[str]:
     """Where the BM25 index and Chroma disagree: chunks one lacks, or another version of a chunk."""
     rebuilt = "it is rebuilt by the next question or `papercite ingest` (nothing is lost)."
+    if store.sparse.outdated:
+        return [f"The BM25 index at {store.sparse.path} was written by an older papercite: {rebuilt}"]
     retriever = store.sparse.load()
     indexed: dict[str, str] = {}
-    for doc in retriever.corpus if retriever is not None else []:
-        record = ChunkRecord.read(doc)
-        indexed[str(doc.get("node_id"))] = record.content_hash if record else ""
+    if retriever is not None:
+        for chunk_id, version in zip(retriever.chunk_ids.tolist(), retriever.versions.tolist()):
+            indexed[chunk_id.decode()] = version.decode()
     problems = []
     if indexed.keys() != versions.keys():
         problems.append(

@@ -103,7 +103,9 @@ class Store:
             )
             raise StoreError(f"Cannot open the store at {self.location}: {exc}; {hint}.") from exc
         self.vector_store: ChromaVectorStore = ChromaVectorStore(chroma_collection=self.collection)
-        self.sparse = BM25Index(settings.data_dir / "bm25" / conf.collection, settings.retrieval.candidates)
+        self.sparse = BM25Index(
+            settings.data_dir / "bm25" / conf.collection, settings.retrieval.candidates, fetch=self.nodes
+        )
         self._counted_at = -math.inf
         self._count_lock = threading.Lock()
 
@@ -219,19 +221,23 @@ class Store:
         """The stored chunks with these ids, by id, read from Chroma (ids not stored are left out)."""
         from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
-        if not ids:
-            return {}
-        rows = self.collection.get(ids=list(ids), include=["documents", "metadatas"])
-        return {
-            chunk_id: metadata_dict_to_node(dict(meta), text=text)  # type: ignore[misc]
-            for chunk_id, text, meta in zip(rows["ids"], rows["documents"] or [], rows["metadatas"] or [])
-        }
+        found = {}
+        ids = list(ids)
+        for start in range(0, len(ids), _PAGE):  # one get() of many ids exceeds SQLite's limit on variables
+            rows = self.collection.get(ids=ids[start : start + _PAGE], include=["documents", "metadatas"])
+            for chunk_id, text, meta in zip(rows["ids"], rows["documents"] or [], rows["metadatas"] or []):
+                found[chunk_id] = metadata_dict_to_node(dict(meta), text=text)  # type: ignore[misc]
+        return found
 
     # -- BM25 -----------------------------------------------------------------------
 
+    def chunk_pages(self) -> Iterator[dict[str, Any]]:
+        """Every stored chunk's id, text and metadata, a page at a time: what the BM25 index is built from."""
+        return self.pages(("documents", "metadatas"))
+
     def rebuild_bm25(self) -> None:
-        """Rebuild the BM25 index from every stored chunk and persist it atomically."""
-        self.sparse.rebuild(self.iter_nodes())
+        """Rebuild the BM25 index from every stored chunk, page by page, and persist it atomically."""
+        self.sparse.rebuild(self.chunk_pages())
 
     def bm25(self) -> SparseRetriever | None:
         """The BM25 retriever, loaded once and reloaded after an ingest.
@@ -253,7 +259,7 @@ class Store:
             chunks = self.collection.count()
             self._counted_at = time.monotonic()
             # A rebuild while an ingest still writes must not clear its stale mark.
-            return self.sparse.current(chunks, self.iter_nodes, clear_mark=not self.ingest_running())
+            return self.sparse.current(chunks, self.chunk_pages, clear_mark=not self.ingest_running())
 
     def verify(self, configured_model: str) -> StoreCheck:
         """Check this store against itself and ``configured_model`` (see :func:`rag.check.check_store`)."""
