@@ -2,11 +2,16 @@
 
 The stores are the one being measured (any settings), the scale corpus ingested once
 into a data directory of its own (:func:`scale_settings`), and that store grown to a
-given number of chunks by noisy copies (:func:`grow_store`).
+given number of chunks by noisy copies (:func:`grow_store`). :func:`bench_bm25_build`
+times the BM25 build of a store in a process of its own, so its peak memory is the build's.
 """
 
 from __future__ import annotations
 
+import json
+import resource
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,7 +27,7 @@ if TYPE_CHECKING:
 
     from rag.store import Store
 
-__all__ = ["bench_retrieval", "grow_store", "scale_settings"]
+__all__ = ["bench_bm25_build", "bench_retrieval", "grow_store", "scale_settings"]
 
 
 def scale_settings(base: Settings, corpus: Path, echo: Callable[[str], None] = print) -> Settings:
@@ -44,7 +49,9 @@ def grow_store(settings: Settings, target_chunks: int, echo: Callable[[str], Non
     the original vector plus Gaussian noise, renormalised to a cosine of about 0.9 with
     it, so the HNSW graph holds distinct points spread as the real ones are. Each copy
     is a distinct chunk (``<chunk id>~c``) of a distinct paper (``paper_id~c``), in
-    Chroma and in the node each stores. Reused when already grown.
+    Chroma and in the node each stores. The BM25 index is then built page by page in a
+    process of its own (:func:`bench_bm25_build`), which reports its time and peak memory.
+    Reused when already grown; an interrupted growth resumes at the copy it stopped in.
     """
     import numpy as np
     from llama_index.core.vector_stores.utils import metadata_dict_to_node
@@ -73,10 +80,52 @@ def grow_store(settings: Settings, target_chunks: int, echo: Callable[[str], Non
         done += take
         copy += 1
         echo(f"  grown store: {done:,} chunks")
+    build = bench_bm25_build(grown)
+    echo(
+        f"  BM25 over {build['chunks']:,} chunks built in {build['seconds']:.0f} s, peak RSS {build['peak_mb']:,.0f} MB"
+    )
+    return grown
+
+
+def bench_bm25_build(settings: Settings) -> dict[str, float]:
+    """Rebuild the BM25 index of ``settings``' store in a fresh process: chunks, seconds and peak RSS (MB).
+
+    A process of its own, so the peak is the build's (reading Chroma page by page, tokenizing,
+    scoring, saving) plus the imports', and no store or model loaded before counts.
+    """
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "evals.bench_retrieve",
+            "bm25",
+            str(settings.data_dir),
+            settings.store.model_dump_json(),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        check=False,
+    )
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"the BM25 build at {settings.data_dir} failed: {tail[0]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _build_bm25_here(data_dir: Path, store_settings: str) -> dict[str, float]:
+    """Rebuild the BM25 index of the store in ``data_dir`` (run by :func:`bench_bm25_build`)."""
+    from rag.services import get_services
+    from rag.settings import StoreSettings
+
+    settings = Settings(data_dir=data_dir, store=StoreSettings.model_validate_json(store_settings))
+    store = get_services(settings).store
     started = time.perf_counter()
     store.rebuild_bm25()
-    echo(f"  BM25 over {done:,} chunks built in {time.perf_counter() - started:.0f} s")
-    return grown
+    seconds = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before loading what was built
+    retriever = store.sparse.load()
+    return {"chunks": len(retriever.chunk_ids) if retriever else 0, "seconds": seconds, "peak_mb": peak_mb}
 
 
 def _read_chunks(store: Store) -> dict[str, list]:
@@ -133,3 +182,9 @@ def bench_retrieval(settings: Settings, questions: Sequence[str], *, repeats: in
         "p50_ms": 1000 * percentile(times, 50),
         "p95_ms": 1000 * percentile(times, 95),
     }
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4 or sys.argv[1] != "bm25":
+        sys.exit("usage: python -m evals.bench_retrieve bm25 DATA_DIR STORE_SETTINGS_JSON (run by bench_bm25_build)")
+    print(json.dumps(_build_bm25_here(Path(sys.argv[2]), sys.argv[3])))
