@@ -11,7 +11,7 @@ from rag.answer import ask, ask_stream
 from rag.errors import BadInput, EmptyQuestion, IndexEmpty, LLMUnavailable, PaperciteError, StoreError
 from rag.retrieve import retrieve
 from rag.settings import Settings
-from rag.types import Answer, Citation, Source, Timings
+from rag.types import Answer, Citation, Reading, Source, Timings
 
 __all__ = [
     "Answer",
@@ -21,6 +21,7 @@ __all__ = [
     "IndexEmpty",
     "LLMUnavailable",
     "PaperciteError",
+    "Reading",
     "Settings",
     "Source",
     "StoreError",

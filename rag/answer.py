@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from rag.citations import split_sentences
 from rag.errors import BadInput, EmptyQuestion, LLMUnavailable
 from rag.llms import BackendLLM, stream_chat
 from rag.prompt import ABSTAIN_TEXT, build_messages
@@ -16,12 +18,12 @@ from rag.retrieve import retrieve_timed
 from rag.services import Services, get_services
 from rag.settings import Settings
 from rag.steps import POST_STEPS, PRE_STEPS, Draft, Parts, run_steps, says_not_covered
-from rag.types import Answer, Source, Timings
+from rag.types import Answer, Reading, Source, Timings
 
 if TYPE_CHECKING:
     from llama_index.core.llms import LLM
 
-__all__ = ["MAX_QUESTION_CHARS", "ask", "ask_stream", "clean_question"]
+__all__ = ["MAX_QUESTION_CHARS", "ask", "ask_stream", "best_sentences", "clean_question", "question_words", "word_stem"]
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +60,22 @@ def ask_stream(
     top_k: int | None = None,
     llm: LLM | None = None,
     services: Services | None = None,
-) -> Iterator[str | Answer]:
-    """Answer ``question`` from the collection, yielding text pieces as they come, then the ``Answer``.
+) -> Iterator[str | Reading | Answer]:
+    """Answer ``question`` from the collection, yielding what is known as soon as it is known.
 
-    The streamed pieces are the model's raw words; the final ``Answer.text`` is the
-    checked version (invalid markers removed, uncited sentences attributed), so a
-    page should replace what it streamed with it.
+    In order:
+
+    - one ``Reading``: the papers the model will read, numbered as the prompt numbers
+      them, each with its sentence that best matches the question. It comes once
+      retrieval and the steps before generation are done, before the model is asked
+      (a page shows the sources while the model reads). Not yielded when papercite
+      abstains without asking a model: then the abstention comes at once.
+    - ``str`` pieces: the model's raw words as they come.
+    - the ``Answer``, last. Its ``text`` is the checked version (invalid markers
+      removed, uncited sentences attributed), so a page should replace what it
+      streamed with it.
+
+    Callers that want only the answer use :func:`ask`, which skips the rest.
 
     Args:
         question: the question in plain language.
@@ -89,6 +101,7 @@ def ask_stream(
         yield ABSTAIN_TEXT
         yield _answer(draft, "", Timings(retrieval_s, None, time.perf_counter() - started))
         return
+    yield Reading(text, tuple(draft.context), tuple(best_sentences(text, draft.context)))
 
     backend = services.backend if llm is None else BackendLLM.given(llm)
     if settings.answer.judge:
@@ -105,6 +118,64 @@ def ask_stream(
         log.info("Abstained on %r: %s", text, draft.why)
     timings = Timings(retrieval_s, attempt.first_token, time.perf_counter() - started)
     yield _answer(draft, attempt.backend.label, timings, attempt.prompt_tokens, attempt.notice)
+
+
+# -- what the model will read --------------------------------------------------------
+
+_STOPWORDS = frozenset(
+    """about above after again against also among and any are because been before being
+    between both but can could did does doing done during each few for from further had has
+    have having her here hers his how into its itself just more most much not now off once
+    only other our out over own paper papers same she should some such than that the their
+    them then there these they this those through too under until use used uses using very
+    was way were what when where which while who whom why will with would you your study
+    studies work works propose proposed show shows approach method methods""".split()
+)
+_WORD = re.compile(r"\w+")
+
+
+def word_stem(word: str) -> str:
+    """``word`` lower-cased, a plural ending cut ("transforms" ~ "transform", "studies" ~ "study")."""
+    word = word.lower()
+    for suffix in ("ies", "es", "s"):
+        if len(word) > 4 and word.endswith(suffix):
+            return word[: -len(suffix)] + ("y" if suffix == "ies" else "")
+    return word
+
+
+def question_words(question: str) -> set[str]:
+    """The question's content words, stemmed: what a page highlights, and what best sentences share."""
+    return {word_stem(w) for w in _WORD.findall(question) if len(w) >= 3 and w.lower() not in _STOPWORDS}
+
+
+def best_sentences(question: str, sources: Sequence[Source]) -> list[str]:
+    """For each source, the sentence of its passages that best matches ``question``; "" when none shares a word.
+
+    A sentence scores the question's content words it holds, each weighing
+    log(1 + N / n) over the N sentences of all the sources, n of which hold it: a word
+    every abstract repeats ("model", "image") counts least. The earliest sentence wins
+    a tie. Lexical, not MiniLM, because it runs before the model starts and must cost
+    nothing: on the bundled development set (112 answered questions, 17 sentences at
+    the median) it takes about 1 ms per question at the median and under 35 ms at most,
+    where one batched MiniLM pass over the same sentences took about 4 s at the median
+    (on a loaded 2-core machine). It also picks a sentence holding one of the gold set's
+    facts for more gold papers: 61 of 120, against 51 for the unweighted word count and
+    42 for MiniLM's closest sentence. Written here rather than taken from the BM25
+    library the store uses: that scores a persisted index of chunks, and these are the
+    words the page marks, so the sentence it marks whole holds the words it marks one by one.
+    """
+    wanted = question_words(question)
+    split = [split_sentences(" ".join(s.passages)) for s in sources]
+    held = [[wanted & {word_stem(w) for w in _WORD.findall(t)} for t in sentences] for sentences in split]
+    total = sum(map(len, split))
+    counts = {w: sum(w in words for sentences in held for words in sentences) for w in wanted}
+    weight = {w: math.log(1 + total / n) for w, n in counts.items() if n}
+    best = []
+    for sentences, words in zip(split, held, strict=True):
+        scores = [sum(weight[w] for w in ws) for ws in words]
+        top = max(range(len(scores)), key=scores.__getitem__, default=None)
+        best.append(sentences[top] if top is not None and scores[top] > 0 else "")
+    return best
 
 
 def _should_retry(raw: str, sources: list[Source], settings: Settings) -> bool:
@@ -196,6 +267,6 @@ def ask(
     Args and raises are those of :func:`ask_stream`.
     """
     for item in ask_stream(question, settings=settings, top_k=top_k, llm=llm, services=services):
-        if isinstance(item, Answer):
+        if isinstance(item, Answer):  # the Reading and the streamed pieces are for pages
             return item
     raise AssertionError("ask_stream ended without an Answer")  # pragma: no cover

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["Answer", "Citation", "Sentence", "Source", "Timings", "Verdict"]
+__all__ = ["Answer", "Citation", "Reading", "Sentence", "Source", "Timings", "Verdict"]
 
 #: What verification concluded about one answer sentence (see :mod:`rag.verify`).
 Verdict = Literal["supported", "corrected", "unsupported"]
@@ -40,6 +40,26 @@ class Source:
     year: int | None = None
     url: str | None = None
     abstract: str = ""
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The papers the model is about to read: what ``rag.ask_stream`` yields before it asks the model.
+
+    A page shows these at once, seconds before the first words of the answer. Not
+    yielded when papercite abstains without asking a model.
+
+    Attributes:
+        question: the question as asked (control characters removed).
+        sources: the papers the prompt shows, numbered and cut as the prompt shows them.
+        best_sentences: for each of ``sources``, in the same order, the sentence of its
+            passages that best matches the question (the one sharing the question's
+            rarest words); empty when no sentence shares a content word with it.
+    """
+
+    question: str
+    sources: tuple[Source, ...]
+    best_sentences: tuple[str, ...]
 
 
 @dataclass(frozen=True)

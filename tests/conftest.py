@@ -8,6 +8,7 @@ Chroma store, the packaged MiniLM, and the real embedded LLM (marked ``llm``).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,27 @@ class ScriptedLLM(CustomLLM):
         yield CompletionResponse(text=text, delta=text)
 
 
+class GatedLLM(ScriptedLLM):
+    """A scripted LLM that holds each streamed reply until the test calls ``release()``: a slow
+    model whose pace the test sets, so a test asserts what came before its first word, not how fast."""
+
+    _released: threading.Event = PrivateAttr(default_factory=threading.Event)
+
+    def release(self) -> None:
+        """Let the replies through, now and from now on."""
+        self._released.set()
+
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        words = super().stream_chat(messages, **kwargs)
+
+        def gen() -> Iterator[ChatResponse]:
+            if not self._released.wait(timeout=300):
+                raise AssertionError("GatedLLM was never released")
+            yield from words
+
+        return gen()
+
+
 @pytest.fixture(autouse=True)
 def isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point papercite at a fresh data directory, and forget services built for others."""
@@ -121,3 +143,11 @@ def sample_settings(sample_store: Path) -> Any:
 def scripted() -> ScriptedLLM:
     """A fresh scripted LLM."""
     return ScriptedLLM()
+
+
+@pytest.fixture(scope="module")
+def gated() -> Iterator[GatedLLM]:
+    """A scripted LLM that holds its replies until released (released at the end of the module)."""
+    llm = GatedLLM()
+    yield llm
+    llm.release()

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from rag import Answer, EmptyQuestion, IndexEmpty, ask, ask_stream, retrieve
+from rag import Answer, EmptyQuestion, IndexEmpty, Reading, Source, ask, ask_stream, retrieve
+from rag.answer import best_sentences
 from rag.errors import BadInput
 from rag.prompt import ABSTAIN_TEXT
 
@@ -40,11 +41,48 @@ def test_citations_are_always_retrieved_sources(sample_settings: Any, scripted: 
 def test_streaming_yields_pieces_then_the_answer(sample_settings: Any, scripted: Any) -> None:
     scripted.enqueue("WaveMix uses a 2D wavelet transform [1].")
     items = list(ask_stream(QUESTION, settings=sample_settings, llm=scripted))
-    assert all(isinstance(i, str) for i in items[:-1]) and len(items) > 2
+    assert isinstance(items[0], Reading)
+    assert all(isinstance(i, str) for i in items[1:-1]) and len(items) > 3
     answer = items[-1]
     assert isinstance(answer, Answer)
-    assert "".join(items[:-1]) == "WaveMix uses a 2D wavelet transform [1]."
+    assert "".join(items[1:-1]) == "WaveMix uses a 2D wavelet transform [1]."
     assert answer.timings.first_token is not None and answer.timings.total >= answer.timings.first_token
+
+
+def test_the_papers_being_read_come_before_the_model_is_asked(sample_settings: Any, scripted: Any) -> None:
+    scripted.enqueue("WaveMix uses a 2D wavelet transform [1].")
+    stream = ask_stream(QUESTION, settings=sample_settings, llm=scripted)
+    reading = next(stream)
+    assert isinstance(reading, Reading) and scripted.history == []  # the model has not been asked yet
+    assert reading.sources[0].title == WAVEMIX
+    assert [s.number for s in reading.sources] == list(range(1, len(reading.sources) + 1))
+    assert len(reading.best_sentences) == len(reading.sources)
+    best = reading.best_sentences[0]
+    assert best in " ".join(reading.sources[0].passages) and "wavelet" in best.lower()
+    rest = list(stream)
+    assert isinstance(rest[0], str) and isinstance(rest[-1], Answer)
+    assert not any(isinstance(item, Reading) for item in rest)
+    prompt = scripted.history[0][-1].content  # the prompt shows the same papers under the same numbers
+    assert all(f"[{s.number}] {s.title}" in prompt for s in reading.sources)
+
+    outside = list(ask_stream("What is the best recipe for sourdough bread?", settings=sample_settings, llm=scripted))
+    assert not any(isinstance(item, Reading) for item in outside)  # an abstention without the model is immediate
+
+
+def _paper(number: int, abstract: str) -> Source:
+    return Source(number, f"id:{number}", f"Paper {number}", (abstract,), 0.03, 0.5, abstract=abstract)
+
+
+def test_the_best_sentence_shares_the_questions_rarest_words() -> None:
+    papers = [
+        _paper(1, "We train an image model on photos. Wavelets mix the image tokens of our model. It is fast."),
+        _paper(2, "An image model for photos. The image model is small."),
+        _paper(3, "Nothing here is about that question at all."),
+    ]
+    best = best_sentences("Which image model mixes tokens with wavelets?", papers)
+    # "wavelet" and "token" occur once among the sentences; "image" and "model" in nearly all.
+    assert best == ["Wavelets mix the image tokens of our model.", "An image model for photos.", ""]
+    assert best_sentences("anything", []) == []
 
 
 def test_model_abstention_gives_no_citations(sample_settings: Any, scripted: Any) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import time
@@ -203,6 +204,51 @@ def test_upload_adds_papers_reports_each_file_and_shows_hostile_titles_as_text(p
     _ask(page, WAVELET_Q)
     page.locator("#pc-chat [data-testid=bot]").first.click()
     page.wait_for_function("document.querySelector('#pc-sources').innerText.includes('Glowfly')")
+
+
+@pytest.fixture(scope="module")
+def slow_page_url(sample_store: Path, gated: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The page over a copy of the sample store, answering with a scripted model that waits for the test."""
+    from rag.services import Services
+    from rag.settings import Settings
+    from ui.app import build_app, launch
+
+    data_dir = tmp_path_factory.mktemp("slow") / "data"
+    shutil.copytree(sample_store, data_dir)
+    settings = Settings(data_dir=data_dir, llm={"backend": "embedded"})
+    app = build_app(settings, Services(settings, llm=gated))
+    yield launch(app, settings, port=_free_port(), block=False)
+    gated.release()
+    app.close()
+
+
+def test_sources_show_while_the_model_reads_and_the_answer_replaces_them(
+    browser: Any, slow_page_url: str, gated: Any
+) -> None:
+    page = browser.new_page()
+    page.goto(slow_page_url)
+    page.wait_for_function("document.querySelector('#pc-collection')?.innerText.includes('papers')")
+    gated.enqueue("WaveMix mixes image tokens with a multi-level 2D wavelet transform [1].")
+    page.fill("#pc-question textarea", WAVELET_Q)
+    page.press("#pc-question textarea", "Enter")
+
+    # The model holds its reply until released below: all that shows now came before its first word.
+    page.wait_for_function("document.querySelector('#pc-sources .pc-reading mark.pc-best') !== null", timeout=120_000)
+    assert WAVELET_TITLE in page.inner_text("#pc-sources .pc-reading")
+    assert "wavelet" in page.inner_text("#pc-sources mark.pc-best").lower()
+    reply = page.locator("#pc-chat [data-testid=bot]").last
+    assert re.fullmatch(r"Reading \d+ abstracts?…", reply.inner_text().strip())
+    assert reply.locator(".pc-meta").count() == 0 and "▌" not in reply.inner_text()
+
+    gated.release()
+    page.wait_for_function(
+        "[...document.querySelectorAll('#pc-chat [data-testid=bot]')].at(-1)?.querySelector('.pc-meta') != null",
+        timeout=120_000,
+    )
+    assert "WaveMix mixes image tokens" in reply.inner_text()
+    assert WAVELET_TITLE in page.inner_text("#pc-sources .pc-cited")
+    assert page.locator("#pc-sources .pc-reading").count() == 0  # the answer's panel replaced the reading one
+    page.close()
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,14 @@ from ingest.papers import Problem
 from ingest.pipeline import IngestReport
 from rag.errors import BadInput, IndexEmpty, StoreError
 from rag.settings import Settings
-from rag.types import Answer, Citation, Source, Timings
+from rag.types import Answer, Citation, Reading, Source, Timings
 from ui.render import (
     answer_markdown,
     collection_markdown,
     example_questions,
     highlight,
+    reading_html,
+    reading_markdown,
     sources_html,
     upload_report_markdown,
 )
@@ -110,6 +112,23 @@ def test_sources_separate_cited_from_retrieved_and_escape_titles() -> None:
     assert 'data-number="1"' in rest and 'data-number="3"' in rest
     assert "<script>" not in html_out and "javascript:" not in html_out
     assert "Ada Lovelace, Alan Turing, Grace Hopper et al. · 2024 · similarity 0.50" in html_out
+
+
+def test_the_papers_being_read_show_at_once_with_their_best_sentence_marked() -> None:
+    hostile = Source(2, "id:2", HOSTILE, ("First <b>bold</b> claim. Tokens meet <i>wavelets</i> here.",), 0.03)
+    reading = Reading(
+        "How are tokens mixed with wavelets?", (_source(1), hostile), ("", "Tokens meet <i>wavelets</i> here.")
+    )
+    panel = reading_html(reading)
+    assert "Reading (2)" in panel and panel.count('class="pc-source pc-reading"') == 2
+    assert (
+        '<mark class="pc-best"><mark>Tokens</mark> meet &lt;i&gt;<mark>wavelets</mark>&lt;/i&gt; here.</mark>' in panel
+    )
+    assert panel.count("pc-best") == 1  # the first paper has no best sentence: its words alone are marked
+    assert "<details>" not in panel  # what the model reads is shown, not folded
+    assert "<script>" not in panel and "<b>" not in panel and "<i>" not in panel
+    assert reading_markdown(reading) == "*Reading 2 abstracts…*"
+    assert reading_markdown(Reading("q", (_source(1),), ("",))) == "*Reading 1 abstract…*"
 
 
 def test_abstention_says_so_and_marks_the_nearest_papers() -> None:

@@ -24,7 +24,7 @@ import gradio as gr
 
 from rag.errors import PaperciteError
 from rag.llms import llm_choices
-from rag.services import get_services
+from rag.services import Services, get_services
 from rag.settings import LLMSettings, Settings
 from ui.handlers import NO_SOURCES, Handlers, max_upload_bytes, page_message
 
@@ -49,13 +49,22 @@ CSS = """
 .pc-source blockquote { margin: .2em 0; padding-left: .6em; border-left: 2px solid #e5e7eb; font-size: .9em; }
 .pc-source summary { cursor: pointer; color: #6b7280; font-size: .85em; }
 .pc-source mark { background: #fef08a; padding: 0 .1em; }
+.pc-source mark.pc-best { background: #fefce8; padding: 0; box-shadow: inset 0 -2px #facc15; }
+.pc-reading { border-left: 4px solid #facc15; }
+.pc-note { color: #6b7280; font-size: .85em; margin: .2em 0; }
 .pc-notice { font-weight: 600; color: #92400e; }
 """
 
 
-def build_app(settings: Settings) -> gr.Blocks:
-    """Build the page for the collection and backends ``settings`` describe (does not serve it)."""
-    handlers = Handlers(settings, get_services(settings), llm_choices(settings))
+def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks:
+    """Build the page for the collection and backends ``settings`` describe (does not serve it).
+
+    Args:
+        settings: the collection, backends and serving options.
+        services: the store, encoder and LLM to answer with; defaults to the shared ones
+            for ``settings`` (a test passes one holding a scripted LLM).
+    """
+    handlers = Handlers(settings, services or get_services(settings), llm_choices(settings))
     with gr.Blocks(title="papercite", fill_width=True) as app:
         gr.Markdown(
             "## papercite\nAnswers from your collection of paper abstracts, every claim cited. Runs on this machine."

@@ -19,12 +19,14 @@ from rag.answer import ask, ask_stream, clean_question
 from rag.errors import IndexEmpty, PaperciteError
 from rag.services import Services, get_services
 from rag.settings import LLMSettings, Settings
-from rag.types import Answer
+from rag.types import Answer, Reading
 from ui.render import (
     answer_markdown,
     collection_markdown,
     display_name,
     example_questions,
+    reading_html,
+    reading_markdown,
     sources_html,
     streaming_markdown,
     upload_report_markdown,
@@ -98,8 +100,10 @@ class Handlers:
         ]
         yield history, gr.skip(), gr.skip(), gr.skip()
         llm = self.choices.get(llm_label or "")
-        # Another model from the menu: its own services, sharing this page's store and encoder.
-        services = self.services if llm is None else get_services(self.settings.model_copy(update={"llm": llm}))
+        # The page's own model answers with the page's services; another model from the menu
+        # with its own, sharing this page's store and encoder.
+        mine = llm is None or llm == self.settings.llm
+        services = self.services if mine else get_services(self.settings.model_copy(update={"llm": llm}))
         streamed = ""
         try:
             for item in ask_stream(question, services=services, top_k=int(top_k)):
@@ -108,6 +112,9 @@ class Handlers:
                     panel, copy_text = sources_html(item), item.with_references()
                     turns = {**turns, len(history) - 1: (panel, copy_text)}
                     yield history, panel, copy_text, turns
+                elif isinstance(item, Reading):  # the sources at once, while the model reads them
+                    history[-1] = {"role": "assistant", "content": reading_markdown(item)}
+                    yield history, reading_html(item), "", gr.skip()
                 else:
                     streamed += item
                     history[-1] = {"role": "assistant", "content": streaming_markdown(streamed)}

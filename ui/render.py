@@ -12,49 +12,32 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from rag.answer import question_words, word_stem
 from rag.citations import CITE
-from rag.types import Answer, Sentence, Source
+from rag.types import Answer, Reading, Sentence, Source
 
 __all__ = [
     "answer_markdown",
     "collection_markdown",
     "example_questions",
     "highlight",
+    "reading_html",
+    "reading_markdown",
     "sources_html",
     "streaming_markdown",
     "upload_report_markdown",
 ]
 
-_STOPWORD_TEXT = """about above after again against also among and any are because been before being
-    between both but can could did does doing done during each few for from further had has
-    have having her here hers his how into its itself just more most much not now off once
-    only other our out over own paper papers same she should some such than that the their
-    them then there these they this those through too under until use used uses using very
-    was way were what when where which while who whom why will with would you your study
-    studies work works propose proposed show shows approach method methods"""
-_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 _WORD = re.compile(r"(\w+)")
-
-
-def _stem(word: str) -> str:
-    word = word.lower()
-    for suffix in ("ies", "es", "s"):
-        if len(word) > 4 and word.endswith(suffix):
-            return word[: -len(suffix)] + ("y" if suffix == "ies" else "")
-    return word
-
-
-def _query_stems(question: str) -> set[str]:
-    return {_stem(w) for w in _WORD.findall(question) if len(w) >= 3 and w.lower() not in _STOPWORDS}
 
 
 def highlight(passage: str, question: str) -> str:
     """The passage as escaped HTML with the question's content words in ``<mark>``."""
-    stems = _query_stems(question)
+    stems = question_words(question)
     out = []
     for i, piece in enumerate(_WORD.split(passage)):
         escaped = html.escape(piece)
-        out.append(f"<mark>{escaped}</mark>" if i % 2 and _stem(piece) in stems else escaped)
+        out.append(f"<mark>{escaped}</mark>" if i % 2 and word_stem(piece) in stems else escaped)
     return "".join(out)
 
 
@@ -153,7 +136,29 @@ def sources_html(answer: Answer) -> str:
     return "".join(parts)
 
 
-def _card(source: Source, question: str, kind: str) -> str:
+def reading_markdown(reading: Reading) -> str:
+    """The chat's status line while the model reads, until its first words replace it."""
+    n = len(reading.sources)
+    return f"*Reading {n} abstract{'s' if n != 1 else ''}…*"
+
+
+def reading_html(reading: Reading) -> str:
+    """The sources panel while the model reads: the papers it was given, each one's best sentence marked.
+
+    The final answer's panel (:func:`sources_html`) replaces it.
+    """
+    cards = "".join(
+        _card(s, reading.question, "pc-reading", best)
+        for s, best in zip(reading.sources, reading.best_sentences, strict=True)
+    )
+    return (
+        f'<div class="pc-sources"><h4>Reading ({len(reading.sources)})</h4>'
+        '<p class="pc-note">The model is reading these abstracts; in each, the sentence '
+        f"that best matches the question is marked.</p>{cards}</div>"
+    )
+
+
+def _card(source: Source, question: str, kind: str, best: str = "") -> str:
     title = html.escape(source.title)
     if source.url and source.url.startswith(("https://", "http://")):
         title = f'<a href="{html.escape(source.url, quote=True)}" target="_blank" rel="noopener noreferrer">{title}</a>'
@@ -166,13 +171,25 @@ def _card(source: Source, question: str, kind: str) -> str:
     if source.similarity is not None:
         byline.append(f"similarity {source.similarity:.2f}")
     byline.append(f"fused score {source.score:.4f}")
-    passages = "".join(f"<blockquote>{highlight(p, question)}</blockquote>" for p in source.passages)
-    if kind != "pc-cited":  # the cited passages are the evidence; the rest stay folded
+    passages = "".join(f"<blockquote>{_passage(p, question, best)}</blockquote>" for p in source.passages)
+    if kind not in ("pc-cited", "pc-reading"):  # the evidence, and what the model reads, show; the rest stay folded
         passages = f"<details><summary>passage</summary>{passages}</details>"
     return (
         f'<div class="pc-source {kind}" data-number="{source.number}">'
         f'<div class="pc-title"><span class="pc-cite">[{source.number}]</span> {title}</div>'
         f'<div class="pc-byline">{" · ".join(byline)}</div>{passages}</div>'
+    )
+
+
+def _passage(passage: str, question: str, best: str) -> str:
+    """The passage highlighted, with ``best`` (one of its sentences) also marked whole."""
+    at = passage.find(best) if best else -1
+    if at < 0:
+        return highlight(passage, question)
+    end = at + len(best)
+    return (
+        f'{highlight(passage[:at], question)}<mark class="pc-best">{highlight(best, question)}</mark>'
+        f"{highlight(passage[end:], question)}"
     )
 
 
