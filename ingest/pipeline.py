@@ -25,6 +25,8 @@ from rag.services import Services, get_services
 from rag.settings import Settings
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from llama_index.core.node_parser import SentenceSplitter
     from llama_index.core.schema import TextNode
 
@@ -226,6 +228,17 @@ def _chunk(papers: Iterable[Paper], splitter: SentenceSplitter) -> tuple[list[Te
 
 
 def _embed_and_store(nodes: list[TextNode], services: Services, progress: Progress) -> int:
+    """Embed the chunks batch by batch and write each batch to Chroma while the next one is embedded.
+
+    One writer thread holds at most one batch: the encoder (torch, which releases the GIL)
+    and Chroma's write (serialising metadata, SQLite, the HNSW insert) overlap instead of
+    taking turns, and memory stays at two batches. Progress counts chunks written, not
+    embedded, and is reported from the writer thread as each batch is stored. A batch is
+    stored whole or not at all, as before: a kill loses only batches not yet written,
+    whose papers the next ingest finds incomplete and writes again whole.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     from llama_index.core.schema import MetadataMode
 
     embed_model, store = services.embed_model, services.store
@@ -236,17 +249,29 @@ def _embed_and_store(nodes: list[TextNode], services: Services, progress: Progre
     # in different batches; a crash between them leaves the paper incomplete, and the
     # next ingest writes it again whole.
     ordered = sorted(nodes, key=lambda n: len(texts[n.id_]), reverse=True)
-    done = 0
-    progress(0, len(nodes))
-    for start in range(0, len(ordered), batch):
-        part = ordered[start : start + batch]
-        vectors = embed_model.get_text_embedding_batch([texts[n.id_] for n in part])
-        for node, vector in zip(part, vectors):
-            node.embedding = vector
+    written = 0
+
+    def write(part: list[TextNode]) -> None:  # in the writer thread, one batch at a time
+        nonlocal written
         store.add_nodes(part)
-        done += len(part)
-        progress(done, len(nodes))
-    return done
+        written += len(part)
+        progress(written, len(nodes))
+
+    progress(0, len(nodes))
+    # Leaving the with-block waits for the batch in flight, also when embedding raised.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="papercite-chroma-writer") as writer:
+        in_flight: Future[None] | None = None
+        for start in range(0, len(ordered), batch):
+            part = ordered[start : start + batch]
+            vectors = embed_model.get_text_embedding_batch([texts[n.id_] for n in part])
+            for node, vector in zip(part, vectors):
+                node.embedding = vector
+            if in_flight is not None:
+                in_flight.result()  # one batch waits at most; a failed write stops the ingest here
+            in_flight = writer.submit(write, part)
+        if in_flight is not None:
+            in_flight.result()
+    return written
 
 
 def _progress_callback(progress: Progress | bool, total: int) -> Progress:

@@ -121,13 +121,30 @@ def load_embed_model(settings: EmbeddingSettings) -> HuggingFaceEmbedding:
 def word_pieces(embed_model: BaseEmbedding) -> Callable[[str], list[str]]:
     """The encoder's own tokenizer, as a function from text to word pieces (to count what it reads).
 
-    Counting a whole abstract is not encoding it, so transformers' warning that a
-    sequence is longer than the model reads (printed on every ingest) is silenced:
-    chunks are cut to ``chunk_size`` word pieces before anything is encoded.
+    Chunking counts every sentence of every abstract, and transformers' ``tokenize`` spent
+    40 % of that time in Python around the Rust tokenizer (profiled on 300 abstracts; chunking
+    2,000 abstracts and SciFact took a fifth less without it, with identical chunks). A fast
+    tokenizer is therefore called directly, through a copy of its Rust tokenizer with
+    truncation and padding off: the same word pieces, and the encoder's own tokenizer keeps
+    the truncation that encoding sets on it. A slow (Python) tokenizer is used as it is, with
+    transformers' warning that a sequence is longer than the model reads silenced: counting a
+    whole abstract is not encoding it, and chunks are cut to ``chunk_size`` word pieces first.
     """
     tokenizer = embed_model._model.tokenizer  # type: ignore[attr-defined]
-    logging.getLogger("transformers.tokenization_utils_base").addFilter(_not_too_long)
-    return tokenizer.tokenize  # type: ignore[no-any-return]
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        logging.getLogger("transformers.tokenization_utils_base").addFilter(_not_too_long)
+        return tokenizer.tokenize  # type: ignore[no-any-return]
+    from tokenizers import Tokenizer
+
+    counter = Tokenizer.from_str(backend.to_str())
+    counter.no_truncation()
+    counter.no_padding()
+
+    def pieces(text: str) -> list[str]:
+        return counter.encode(text, add_special_tokens=False).tokens  # type: ignore[no-any-return]
+
+    return pieces
 
 
 def _not_too_long(record: logging.LogRecord) -> bool:

@@ -176,3 +176,61 @@ def test_chunks_read_by_id_are_chroma_s_current_text(tmp_path: Path) -> None:
     ids = sorted(both, reverse=True) + ["no-such-chunk#0"]
     assert set(reader.nodes(ids)) == set(ids[:-1])  # unknown ids left out
     assert read(ids) == both
+
+
+def test_word_pieces_are_the_tokenizer_s_and_untruncated_after_encoding() -> None:
+    from rag.embedding import word_pieces
+
+    embed_model = get_services(Settings()).embed_model
+    tokenizer = embed_model._model.tokenizer
+    long = PAPERS[2]["abstract"]
+    embed_model.get_text_embedding_batch([long])  # encoding leaves truncation at 256 set on the tokenizer
+    count = word_pieces(embed_model)
+    for text in (long, PAPERS[0]["title"], "Naïve café: µ-law ≥ 2½ ways"):
+        assert count(text) == tokenizer.tokenize(text)
+    assert len(count(long)) > embed_model._model.max_seq_length  # a whole abstract is counted, not cut
+
+
+def test_batches_are_written_while_the_next_is_embedded_and_progress_counts_stored_chunks(tmp_path: Path) -> None:
+    import itertools
+    import threading
+
+    settings = Settings().updated(store={"batch_size": 2})
+    store = get_services(settings).store
+    seen: list[tuple[int, int, int, str]] = []
+
+    def progress(done: int, total: int) -> None:
+        seen.append((done, total, store.collection.count(), threading.current_thread().name))
+
+    report = ingest_path(_write(tmp_path / "p.jsonl", PAPERS), settings=settings, progress=progress)
+    total = report.chunks_written
+    assert total > 4 and store.collection.count() == total  # several batches, all stored
+    counts = [s[0] for s in seen]
+    assert counts[0] == 0 and counts[-1] == total and all(0 < b - a <= 2 for a, b in itertools.pairwise(counts))
+    assert all(stored >= done for done, _, stored, _ in seen)  # reported once written, never before
+    assert all(t == total for _, t, _, _ in seen)
+    assert {name for *_, name in seen[1:]} == {"papercite-chroma-writer_0"}
+    assert store.verify(settings.embedding.model).ok
+
+
+def test_a_failed_write_stops_the_ingest_and_keeps_what_was_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings().updated(store={"batch_size": 2})
+    store = get_services(settings).store
+    real_add, writes = Store.add_nodes, []
+
+    def add_nodes(self: Store, nodes: list) -> None:
+        if len(writes) == 2:
+            raise OSError("disk full")
+        writes.append(len(nodes))
+        real_add(self, nodes)
+
+    monkeypatch.setattr(Store, "add_nodes", add_nodes)
+    with pytest.raises(OSError, match="disk full"):
+        ingest_path(_write(tmp_path / "p.jsonl", PAPERS), settings=settings, progress=False)
+    assert store.collection.count() == sum(writes) == 4  # the batches written before it stay
+    assert store.sparse.stale  # BM25 is known to be behind until the next ingest
+    monkeypatch.undo()
+    again = ingest_path(tmp_path / "p.jsonl", settings=settings, progress=False)
+    assert again.chunks_written and store.verify(settings.embedding.model).ok
