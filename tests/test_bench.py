@@ -23,20 +23,59 @@ def _corpus(tmp_path: Path, n: int) -> Path:
 
 
 def test_bench_ingest_prints_every_case_against_the_bound_and_the_plain_pipeline(tmp_path: Path) -> None:
-    corpus, cases = _corpus(tmp_path, 12), "papercite,plain,encoder-float32"
+    corpus, cases = _corpus(tmp_path, 12), "papercite,plain,encoder"
     args = ["bench", "ingest", "--corpus", str(corpus), "--sizes", "10", "--repeats", "1", "--cases", cases]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     rows = {line.split("|")[1].strip(): line for line in result.stdout.splitlines() if line.startswith("| ")}
-    assert {"papercite", "plain", "encoder-float32"} <= set(rows)
+    assert {"papercite", "plain", "encoder"} <= set(rows)
     assert rows["plain"].split("|")[2].strip() == "10"  # the same 10 abstracts in every case
-    assert rows["papercite"].split("|")[3].strip() == rows["encoder-float32"].split("|")[3].strip()  # same chunks
+    assert rows["papercite"].split("|")[3].strip() == rows["encoder"].split("|")[3].strip()  # same chunks
     assert rows["plain"].split("|")[7].strip().endswith("x")  # papercite's ratio to it
 
 
 def test_bench_ingest_names_a_missing_corpus(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["bench", "ingest", "--corpus", str(tmp_path / "nope.jsonl.gz")])
     assert result.exit_code == 3 and "nope.jsonl.gz" in result.stderr
+
+
+def test_bench_ingest_interleaves_the_runs_of_its_cases(tmp_path: Path, monkeypatch: object) -> None:
+    import evals.bench
+
+    order: list[str] = []
+
+    def run_case(case: str, papers: Path, data_dir: Path) -> dict[str, float]:
+        order.append(case)
+        return {"seconds": 1.0, "chunks": 3, "peak_mb": 1.0}
+
+    monkeypatch.setattr(evals.bench, "_run_case", run_case)  # type: ignore[attr-defined]
+    results = evals.bench.bench_ingest(
+        _corpus(tmp_path, 4), [4], repeats=2, cases=["papercite", "encoder"], echo=lambda _m: None
+    )
+    assert order == ["papercite", "encoder", "papercite", "encoder"]  # load falls on both alike
+    assert [(r.case, r.runs) for r in results[4]] == [("papercite", 2), ("encoder", 2)]
+
+
+def test_bench_encoders_prints_speed_closeness_and_scifact_ndcg(tmp_path: Path) -> None:
+    scifact = tmp_path / "scifact"
+    scifact.mkdir()
+    (scifact / "corpus.csv").write_text(
+        "doc_id,title,abstract,structured\n"
+        "1,Wavelet Token Mixing,\"['A 2D wavelet transform mixes image tokens.']\",False\n"
+        "2,Sparse Experts,\"['We route tokens to a few experts.']\",False\n"
+    )
+    (scifact / "claims_train.csv").write_text(
+        "id,claim,evidence_doc_id,evidence_label,evidence_sentences,cited_doc_ids\n"
+        "7,Wavelets can mix image tokens.,1,SUPPORT,[0],[1]\n"
+    )
+    args = ["bench", "encoders", "--corpus", str(_corpus(tmp_path, 3)), "--abstracts", "3", "--repeats", "1"]
+    result = CliRunner().invoke(cli, [*args, "--cases", "torch-fp32", "--scifact", str(scifact)])
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| torch-fp32"))
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert cells[4] == "1.00x" and cells[5] == "1.0000" and cells[6] == "1.000"  # the one gold paper ranks first
+    unknown = CliRunner().invoke(cli, [*args, "--cases", "torch-fp64"])
+    assert unknown.exit_code == 3 and "torch-fp64" in unknown.stderr
 
 
 def test_bench_retrieve_times_the_sample_and_a_scale_store(tmp_path: Path) -> None:

@@ -273,3 +273,53 @@ def bench_serve_command(questions: int) -> None:
         "| --- | ---: | ---: | ---: |"
     )
     click.echo(f"| this machine | {r['questions']:.0f} | {r['peak_mb']:,.0f} | {r['rss_mb']:,.0f} |")
+
+
+@bench.command("encoders")
+@click.option(
+    "--corpus",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="JSONL(.gz) of title and abstract, e.g. ../shared/benchmarks/scale/abstracts.jsonl.gz.",
+)
+@click.option(
+    "--abstracts", type=click.IntRange(1), default=300, show_default=True, help="Time over the chunks of the first N."
+)
+@click.option("--repeats", type=click.IntRange(1), default=3, show_default=True)
+@click.option(
+    "--cases",
+    default="torch-fp32,torch-bf16,onnx-fp32,onnx-int8,openvino-fp32,openvino-bf16,openvino-int8",
+    show_default=True,
+    help="Which encoder backends to time (ONNX and OpenVINO need `pip install -e '.[encoders]'`).",
+)
+@click.option(
+    "--scifact",
+    "scifact_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="SciFact directory (corpus.csv, claims_train.csv), e.g. ../shared/benchmarks/scifact: adds dense nDCG@10.",
+)
+@click.option(
+    "--scifact-claims",
+    type=click.IntRange(1),
+    help="Score only the first N claims, against their papers and others up to 10N (default: all of SciFact).",
+)
+def bench_encoders_command(
+    corpus: Path, abstracts: int, repeats: int, cases: str, scifact_dir: Path | None, scifact_claims: int | None
+) -> None:
+    """Chunks per second and SciFact nDCG@10 of MiniLM under torch, ONNX Runtime and OpenVINO, fp32/bf16/int8."""
+    from evals.bench_encoders import bench_encoders, encoder_table
+    from rag.embedding import cpu_has_native_bf16
+
+    click.echo(f"CPU: {os.cpu_count()} cores, native bfloat16: {'yes' if cpu_has_native_bf16() else 'no'}", err=True)
+    rows = bench_encoders(
+        _settings(None),
+        corpus,
+        abstracts=abstracts,
+        repeats=repeats,
+        cases=cases.split(","),
+        scifact_dir=scifact_dir,
+        scifact_claims=scifact_claims,
+        echo=lambda m: click.echo(m, err=True),
+    )
+    click.echo(f"\n{rows[0].chunks:,} chunks of the first {abstracts:,} abstracts, median of {repeats} run(s):\n")
+    click.echo(encoder_table(rows))
