@@ -6,7 +6,6 @@ and it rarely helps on short scientific questions.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -17,7 +16,6 @@ from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore
 
 from rag.chunks import ChunkRecord, chunk_id
-from rag.embedding import word_pieces
 from rag.errors import IndexEmpty
 from rag.services import Services, get_services
 from rag.settings import RetrievalSettings, Settings
@@ -29,11 +27,9 @@ if TYPE_CHECKING:
     from rag.store import Store
 
 __all__ = [
-    "WHOLE_MARGIN",
     "DenseRetriever",
     "HybridRetriever",
     "ScoredChunk",
-    "focus_passages",
     "group_by_paper",
     "retrieve",
     "retrieve_timed",
@@ -215,78 +211,3 @@ def retrieve(
         IndexEmpty: nothing has been ingested.
     """
     return retrieve_timed(question, services or get_services(settings or Settings()), top_k)[0]
-
-
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[\"'])")
-
-
-def _plain_sentences(text: str) -> list[str]:
-    """Split an abstract's text at every full stop followed by a capital, digit or bracket.
-
-    Cruder than :func:`rag.citations.split_sentences` (which keeps "e.g." and "vs."
-    inside a sentence). Swapping it in changes the prompt for 1,214 of 22,501 stored
-    abstracts (5 %), so it waits for the context-policy work, which re-measures prompts.
-    """
-    return [s for s in (part.strip() for part in _SENTENCE_END.split(text)) if s]
-
-
-#: Sources this close (in cosine) to the best one are sent whole by :func:`focus_passages`.
-WHOLE_MARGIN = 0.10
-
-
-def focus_passages(question: str, sources: Sequence[Source], embed_model: BaseEmbedding, budget: int) -> list[Source]:
-    """Shorten the sources far from the question to the sentences that bear on it.
-
-    Prompt evaluation is most of an answer's time on a CPU, and lower-ranked chunks
-    carry sentences the question never touches. The best-ranked source, and any
-    within :data:`WHOLE_MARGIN` cosine of the best similarity, keep their passages
-    whole: they are the ones that answer, and their numbers are what a correct answer
-    states (trimming them too lost facts and second papers in the evals; on the
-    bundled set 28 of 34 gold papers of multi-paper questions are within 0.10 of
-    the best, and about a quarter of the other retrieved papers are). Each other
-    source keeps its sentence most similar to the question (so each number in the
-    prompt still has text behind it); the rest of ``budget`` word pieces goes to the
-    most similar remaining sentences. Kept sentences stay in abstract order; a gap
-    is shown as " … ".
-    """
-    best = max((s.similarity for s in sources if s.similarity is not None), default=None)
-    whole = {
-        i
-        for i, s in enumerate(sources)
-        if i == 0 or (best is not None and s.similarity is not None and s.similarity >= best - WHOLE_MARGIN)
-    }
-    if budget <= 0 or len(whole) == len(sources):
-        return list(sources)
-    sentences = [
-        (i, j, text)
-        for i, source in enumerate(sources)
-        if i not in whole
-        for j, text in enumerate(_plain_sentences(" ".join(source.passages)))
-    ]
-    if not sentences:
-        return list(sources)
-    pieces = word_pieces(embed_model)
-    lengths = [len(pieces(text)) for _, _, text in sentences]
-    query = embed_model.get_query_embedding(question)
-    vectors = embed_model.get_text_embedding_batch([text for _, _, text in sentences])
-    similarity = [sum(a * b for a, b in zip(query, v)) for v in vectors]  # both are normalised
-    by_similarity = sorted(range(len(sentences)), key=similarity.__getitem__, reverse=True)
-    kept: set[int] = set()
-    for k in by_similarity:  # each source's best sentence first
-        if all(sentences[other][0] != sentences[k][0] for other in kept):
-            kept.add(k)
-    used = sum(lengths[k] for k in kept)
-    for k in by_similarity:
-        if k not in kept and used + lengths[k] <= budget:
-            kept.add(k)
-            used += lengths[k]
-    focused = []
-    for i, source in enumerate(sources):
-        parts, last = [], None
-        for k in sorted((k for k in kept if sentences[k][0] == i), key=lambda k: sentences[k][1]):
-            if last is not None and sentences[k][1] != last + 1:
-                parts.append("…")
-            parts.append(sentences[k][2])
-            last = sentences[k][1]
-        focused.append(replace(source, passages=(" ".join(parts),)) if parts else source)
-    return focused

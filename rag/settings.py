@@ -80,14 +80,6 @@ class RetrievalSettings(_Section):
 
     top_papers: int = Field(5, ge=1, le=50, description="Papers whose text goes into the prompt.")
     chunks_per_paper: int = Field(1, ge=1, description="Best chunks of each paper sent to the LLM.")
-    passage_budget: int = Field(
-        0,
-        ge=0,
-        description="0 (default) sends each paper's best chunk whole. N > 0 cuts the papers "
-        "more than 0.10 cosine below the best one to their sentences most similar to the "
-        "question, N word pieces in all: a shorter prompt and a faster answer on a CPU, but "
-        "on the bundled eval (N=120) citation precision fell from 0.874 to 0.788.",
-    )
     context_margin: float = Field(
         0.12,
         ge=0,
@@ -96,11 +88,24 @@ class RetrievalSettings(_Section):
         "gold paper of a single-paper question lies within 0.13 of the best, and about half of "
         "the others do not.",
     )
+    context_policy: Literal["whole", "sentences"] = Field(
+        "whole",
+        description="How much of each shown paper the prompt holds (rag/context.py). whole: whole "
+        "abstracts in rank order while context_words last, the rest by their best chunk. sentences: "
+        "the sentences most similar to the question, context_words words in all (the best paper "
+        "whole when it fits, unless the question asks for several papers).",
+    )
     context_words: int = Field(
         700,
         ge=0,
-        description="Words of whole abstracts the prompt may hold; papers past it (in rank order) "
-        "are shown by their best chunk only. 0 shows best chunks only.",
+        description="Words of abstract text the prompt may hold (see context_policy). Prompt "
+        "evaluation is most of the wait for the first word on a CPU.",
+    )
+    context_words_several: int = Field(
+        700,
+        ge=0,
+        description="With context_policy sentences: the words a question asking for several papers "
+        '("Which papers ...?") may hold, shared evenly among the papers shown.',
     )
     candidates: int = Field(40, ge=1, description="Chunks each retriever returns before fusion.")
     rrf_k: int = Field(60, ge=1, description="The k of reciprocal rank fusion, 1/(k + rank).")

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from rag.citations import MARKER, is_abstention, marker_numbers, resolve_markers, split_sentences, tidy_layout
+from rag.context import choose_context
 from rag.judge import Judge
 from rag.prompt import ABSTAIN_TEXT
-from rag.retrieve import focus_passages
 from rag.settings import Settings
 from rag.types import Citation, Sentence, Source
 from rag.verify import VerifyConfig, verify_sentences
@@ -167,32 +167,9 @@ def _mixed(word: str) -> bool:
 
 
 def select_context(draft: Draft, parts: Parts) -> Draft:
-    """The papers and text the prompt shows: the papers close to the best one, whole while the budget lasts.
-
-    A paper far below the best one in similarity rarely answers (on both development
-    sets, no gold paper of a single-paper question lies more than 0.13 below the best),
-    and a small model cites whatever it is shown. The papers shown are numbered first,
-    so the model sees [1]..[k]; the rest stay in ``sources`` as retrieved, not shown.
-    Whole abstracts carry the numbers a best chunk may miss.
-    """
-    conf = parts.settings.retrieval
-    best = max((s.similarity for s in draft.sources if s.similarity is not None), default=0.0)
-    shown = [
-        s
-        for i, s in enumerate(draft.sources)
-        if i == 0 or (s.similarity is not None and s.similarity >= best - conf.context_margin)
-    ]
-    rest = [s for s in draft.sources if s not in shown]
-    sources = [replace(s, number=n) for n, s in enumerate(shown + rest, start=1)]
-    context, words = [], 0
-    for source in sources[: len(shown)]:
-        length = len(source.abstract.split())
-        whole = bool(source.abstract) and words + length <= conf.context_words
-        words += length if whole else 0
-        context.append(replace(source, passages=(source.abstract,)) if whole else source)
-    if conf.passage_budget:
-        context = focus_passages(draft.question, context, parts.embed_model, conf.passage_budget)
-    return replace(draft, sources=sources, context=list(context))
+    """The papers and text the prompt shows, chosen for this question (``rag.context``)."""
+    sources, context = choose_context(draft.question, draft.sources, parts.embed_model, parts.settings.retrieval)
+    return replace(draft, sources=sources, context=context)
 
 
 # -- after generation -----------------------------------------------------------------

@@ -214,32 +214,6 @@ def test_a_question_naming_something_the_collection_never_mentions_abstains(
     assert "Zorblax-9" in name_gate(Draft("How does Zorblax-9 compare?", []), parts).why
 
 
-def test_focused_passages_keep_close_sources_whole_and_shorten_the_rest_within_the_budget(sample_settings: Any) -> None:
-    from rag.retrieve import WHOLE_MARGIN, focus_passages, retrieve
-    from rag.retrieve import _plain_sentences as split_sentences
-    from rag.services import get_services
-
-    sources = retrieve(QUESTION, settings=sample_settings)
-    embed_model = get_services(sample_settings).embed_model
-    focused = focus_passages(QUESTION, sources, embed_model, budget=60)
-    assert [s.number for s in focused] == [s.number for s in sources]
-    best = max(s.similarity for s in sources)
-    close = [i for i, s in enumerate(sources) if i == 0 or s.similarity >= best - WHOLE_MARGIN]
-    far = [i for i in range(len(sources)) if i not in close]
-    assert far, "the question should retrieve some papers far from the best one"
-    assert all(focused[i] == sources[i] for i in close)  # the papers that answer are sent whole
-    tokenize = embed_model._model.tokenizer.tokenize
-    kept = {i: [t for t in split_sentences(focused[i].passages[0]) if t != "…"] for i in far}
-    assert all(kept.values())  # each far paper keeps at least its best sentence
-    assert sum(map(len, kept.values())) < sum(len(split_sentences(sources[i].passages[0])) for i in far)
-    total = sum(len(tokenize(t)) for ts in kept.values() for t in ts)
-    # Within the budget, unless the one guaranteed sentence per paper already exceeds it.
-    assert total <= max(60, sum(max(len(tokenize(t)) for t in ts) for ts in kept.values()))
-    for i in far:  # every kept sentence is that paper's own text
-        assert all(part.strip() in sources[i].passages[0] for part in focused[i].passages[0].split("…"))
-    assert focus_passages(QUESTION, sources, embed_model, budget=0) == sources
-
-
 def test_every_part_can_be_passed_in_and_nothing_is_looked_up(sample_settings: Any, scripted: Any) -> None:
     from rag.services import _CACHE, Services, get_services
 

@@ -1,0 +1,127 @@
+"""What the prompt shows: which retrieved papers, and how much of each, chosen per question.
+
+On a CPU the model's first word waits for it to read the prompt (about 70 tokens/s on
+two cores), so every sentence shown costs time. Two policies (``retrieval.context_policy``):
+
+- ``whole``: every paper close to the best one (``context_margin``) shown whole while
+  ``context_words`` lasts; papers past it by their best chunk.
+- ``sentences``: the same papers, cut to ``context_words`` words of sentences
+  (``context_words_several`` for a question asking for several papers, "which papers
+  ...", which shares its words evenly among them). Otherwise the best paper is shown
+  whole when it fits, and every other paper keeps at least its sentence most similar
+  to the question, then the most similar sentences that still fit. Kept sentences
+  stay in abstract order, a gap shown as "…".
+
+The papers shown are numbered first, so the model sees [1]..[k]; the others stay in
+the answer's sources as retrieved, not shown.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from rag.citations import split_sentences
+from rag.types import Source
+
+if TYPE_CHECKING:
+    from llama_index.core.base.embeddings.base import BaseEmbedding
+
+    from rag.settings import RetrievalSettings
+
+__all__ = ["asks_for_several", "choose_context"]
+
+# "Which papers ...", "What methods ...", "Are there studies ...", "any work on ...": the
+# question wants every paper that answers, not the one best paper.
+_SEVERAL = re.compile(
+    r"\b(which|what|any|are there|list|name)\b(\s+\w+){0,3}?\s+"
+    r"(papers|works|studies|articles|approaches|methods|models|systems|techniques|benchmarks|datasets)\b",
+    re.IGNORECASE,
+)
+
+
+def asks_for_several(question: str) -> bool:
+    """The question asks for several papers ("Which papers ...?"), not one finding."""
+    return bool(_SEVERAL.search(question))
+
+
+def choose_context(
+    question: str, sources: Sequence[Source], embed_model: BaseEmbedding, conf: RetrievalSettings
+) -> tuple[list[Source], list[Source]]:
+    """The sources renumbered (shown ones first) and the context: the shown ones as the prompt shows them."""
+    best = max((s.similarity for s in sources if s.similarity is not None), default=0.0)
+    shown = [
+        s
+        for i, s in enumerate(sources)
+        if i == 0 or (s.similarity is not None and s.similarity >= best - conf.context_margin)
+    ]
+    rest = [s for s in sources if s not in shown]
+    renumbered = [replace(s, number=n) for n, s in enumerate(shown + rest, start=1)]
+    shown = renumbered[: len(shown)]
+    if conf.context_policy == "sentences":
+        several = asks_for_several(question)
+        budget = conf.context_words_several if several else conf.context_words
+        return renumbered, _sentences(question, shown, embed_model, budget, several=several)
+    return renumbered, _whole(shown, conf.context_words)
+
+
+def _whole(shown: Sequence[Source], budget: int) -> list[Source]:
+    """Whole abstracts in rank order while ``budget`` words last; the rest by their best chunk."""
+    context, words = [], 0
+    for source in shown:
+        length = len(source.abstract.split())
+        whole = bool(source.abstract) and words + length <= budget
+        words += length if whole else 0
+        context.append(replace(source, passages=(source.abstract,)) if whole else source)
+    return context
+
+
+def _sentences(
+    question: str, shown: Sequence[Source], embed_model: BaseEmbedding, budget: int, *, several: bool
+) -> list[Source]:
+    """Each shown paper cut to the sentences that fit ``budget`` words (see the module's docstring)."""
+    texts = [split_sentences(s.abstract or " ".join(s.passages)) for s in shown]
+    lengths = [[len(t.split()) for t in sentences] for sentences in texts]
+    if sum(map(sum, lengths)) <= budget:
+        return [replace(s, passages=(" ".join(t),)) for s, t in zip(shown, texts)]
+    flat = [(i, j) for i, sentences in enumerate(texts) for j in range(len(sentences))]
+    query = embed_model.get_query_embedding(question)
+    vectors = embed_model.get_text_embedding_batch([texts[i][j] for i, j in flat])
+    similarity = {ij: sum(a * b for a, b in zip(query, v)) for ij, v in zip(flat, vectors)}  # both normalised
+    ranked = sorted(flat, key=similarity.__getitem__, reverse=True)
+    kept: set[tuple[int, int]] = set()
+    used = 0
+
+    def keep(ij: tuple[int, int], fits: int) -> None:
+        nonlocal used
+        if ij not in kept and used + lengths[ij[0]][ij[1]] <= fits:
+            kept.add(ij)
+            used += lengths[ij[0]][ij[1]]
+
+    if not several and sum(lengths[0]) <= budget:  # one finding asked for: the best paper whole
+        for j in range(len(texts[0])):
+            keep((0, j), budget)
+    for i in range(len(texts)):  # every shown paper keeps its best sentence, even past the budget
+        if best_of_i := next((ij for ij in ranked if ij[0] == i), None):
+            keep(best_of_i, budget + lengths[i][best_of_i[1]])
+    share = budget // max(1, len(texts))
+    for ij in ranked:
+        if several:  # several papers asked for: no paper takes more than its share
+            own = sum(lengths[ij[0]][j] for i, j in kept if i == ij[0])
+            if own + lengths[ij[0]][ij[1]] > share:
+                continue
+        keep(ij, budget)
+    return [replace(s, passages=(_in_order(texts[i], {j for k, j in kept if k == i}),)) for i, s in enumerate(shown)]
+
+
+def _in_order(sentences: Sequence[str], kept: set[int]) -> str:
+    """The kept sentences in abstract order, "…" where sentences were left out between them."""
+    parts, last = [], None
+    for j in sorted(kept):
+        if last is not None and j != last + 1:
+            parts.append("…")
+        parts.append(sentences[j])
+        last = j
+    return " ".join(parts)
