@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import math
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from rag.citations import split_sentences
+from rag.context import best_sentences
 from rag.errors import BadInput, EmptyQuestion, LLMUnavailable
 from rag.llms import BackendLLM, stream_chat
 from rag.prompt import ABSTAIN_TEXT, build_messages
@@ -23,7 +22,7 @@ from rag.types import Answer, Reading, Source, Timings
 if TYPE_CHECKING:
     from llama_index.core.llms import LLM
 
-__all__ = ["MAX_QUESTION_CHARS", "ask", "ask_stream", "best_sentences", "clean_question", "question_words", "word_stem"]
+__all__ = ["MAX_QUESTION_CHARS", "ask", "ask_stream", "clean_question"]
 
 log = logging.getLogger(__name__)
 
@@ -118,64 +117,6 @@ def ask_stream(
         log.info("Abstained on %r: %s", text, draft.why)
     timings = Timings(retrieval_s, attempt.first_token, time.perf_counter() - started)
     yield _answer(draft, attempt.backend.label, timings, attempt.prompt_tokens, attempt.notice)
-
-
-# -- what the model will read --------------------------------------------------------
-
-_STOPWORDS = frozenset(
-    """about above after again against also among and any are because been before being
-    between both but can could did does doing done during each few for from further had has
-    have having her here hers his how into its itself just more most much not now off once
-    only other our out over own paper papers same she should some such than that the their
-    them then there these they this those through too under until use used uses using very
-    was way were what when where which while who whom why will with would you your study
-    studies work works propose proposed show shows approach method methods""".split()
-)
-_WORD = re.compile(r"\w+")
-
-
-def word_stem(word: str) -> str:
-    """``word`` lower-cased, a plural ending cut ("transforms" ~ "transform", "studies" ~ "study")."""
-    word = word.lower()
-    for suffix in ("ies", "es", "s"):
-        if len(word) > 4 and word.endswith(suffix):
-            return word[: -len(suffix)] + ("y" if suffix == "ies" else "")
-    return word
-
-
-def question_words(question: str) -> set[str]:
-    """The question's content words, stemmed: what a page highlights, and what best sentences share."""
-    return {word_stem(w) for w in _WORD.findall(question) if len(w) >= 3 and w.lower() not in _STOPWORDS}
-
-
-def best_sentences(question: str, sources: Sequence[Source]) -> list[str]:
-    """For each source, the sentence of its passages that best matches ``question``; "" when none shares a word.
-
-    A sentence scores the question's content words it holds, each weighing
-    log(1 + N / n) over the N sentences of all the sources, n of which hold it: a word
-    every abstract repeats ("model", "image") counts least. The earliest sentence wins
-    a tie. Lexical, not MiniLM, because it runs before the model starts and must cost
-    nothing: on the bundled development set (112 answered questions, 17 sentences at
-    the median) it takes about 1 ms per question at the median and under 35 ms at most,
-    where one batched MiniLM pass over the same sentences took about 4 s at the median
-    (on a loaded 2-core machine). It also picks a sentence holding one of the gold set's
-    facts for more gold papers: 61 of 120, against 51 for the unweighted word count and
-    42 for MiniLM's closest sentence. Written here rather than taken from the BM25
-    library the store uses: that scores a persisted index of chunks, and these are the
-    words the page marks, so the sentence it marks whole holds the words it marks one by one.
-    """
-    wanted = question_words(question)
-    split = [split_sentences(" ".join(s.passages)) for s in sources]
-    held = [[wanted & {word_stem(w) for w in _WORD.findall(t)} for t in sentences] for sentences in split]
-    total = sum(map(len, split))
-    counts = {w: sum(w in words for sentences in held for words in sentences) for w in wanted}
-    weight = {w: math.log(1 + total / n) for w, n in counts.items() if n}
-    best = []
-    for sentences, words in zip(split, held, strict=True):
-        scores = [sum(weight[w] for w in ws) for ws in words]
-        top = max(range(len(scores)), key=scores.__getitem__, default=None)
-        best.append(sentences[top] if top is not None and scores[top] > 0 else "")
-    return best
 
 
 def _should_retry(raw: str, sources: list[Source], settings: Settings) -> bool:

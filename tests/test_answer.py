@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from rag import Answer, EmptyQuestion, IndexEmpty, Reading, Source, ask, ask_stream, retrieve
-from rag.answer import best_sentences
+from rag.context import best_sentences
 from rag.errors import BadInput
 from rag.prompt import ABSTAIN_TEXT
 

@@ -12,8 +12,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from rag.answer import question_words, word_stem
 from rag.citations import CITE
+from rag.context import question_words, word_stem
 from rag.types import Answer, Reading, Sentence, Source
 
 __all__ = [
