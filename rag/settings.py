@@ -152,6 +152,11 @@ class LLMSettings(_Section):
         "or a path to any GGUF file.",
     )
     threads: int | None = Field(None, ge=1, description="CPU threads for the embedded model. Unset: all cores.")
+    native_runtime: bool = Field(
+        True,
+        description="Load the xllamacpp built for this CPU by `papercite runtime --build` when there is one "
+        "(rag/runtime.py); false: always the portable wheel.",
+    )
     models_dir: Path | None = Field(
         None, description="Where the embedded model's parts are joined into one file. Unset: <data_dir>/models."
     )

@@ -152,3 +152,44 @@ def test_the_probe_reads_the_runtimes_features_in_a_child(tmp_path: Path) -> Non
     (directory / "xllamacpp" / "__init__.py").write_text("import os\nos.kill(os.getpid(), 4)\n")  # SIGILL
     with pytest.raises(RuntimeError, match="does not load"):
         probe(directory)
+
+
+def _on_cpu(monkeypatch: pytest.MonkeyPatch, flags: frozenset[str], version: str | None) -> None:
+    for module in ("rag.llms", "rag.runtime"):
+        monkeypatch.setattr(f"{module}.cpu_flags", lambda: flags)
+        monkeypatch.setattr(f"{module}.wheel_version", lambda: version)
+
+
+def test_the_embedded_backend_loads_a_usable_build_unless_told_not_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rag.llms import embedded_runtime
+    from rag.settings import Settings
+
+    directory = _install(tmp_path, "2026.10.11549", ZEN4)
+    settings = Settings(data_dir=tmp_path)
+    _on_cpu(monkeypatch, ZEN4, "2026.10.11549")
+    assert embedded_runtime(settings).path == directory
+    assert embedded_runtime(settings.updated(llm={"native_runtime": False})).path is None
+    _on_cpu(monkeypatch, ZEN3, "2026.10.11549")  # the data directory moved to an older CPU
+    assert embedded_runtime(settings).path is None
+
+
+def test_the_runtime_command_says_what_loads_and_refuses_a_build_that_cannot_gain(
+    isolated_data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from ui.cli import cli
+
+    _on_cpu(monkeypatch, ZEN4, "2026.10.11549")
+    result = CliRunner().invoke(cli, ["runtime"])
+    assert result.exit_code == 0, result.output
+    assert "the xllamacpp wheel" in result.stdout and "papercite runtime --build" in result.stdout
+    _install(isolated_data_dir, "2026.10.11549", ZEN4)
+    assert "built for this CPU" in CliRunner().invoke(cli, ["runtime"]).stdout
+
+    _on_cpu(monkeypatch, ZEN3, "2026.10.11549")
+    result = CliRunner().invoke(cli, ["runtime", "--build"])
+    assert result.exit_code == 3 and "haswell" in result.stderr and "would not be faster" in result.stderr
+    assert "avx512f" in CliRunner().invoke(cli, ["runtime"]).stdout  # why the build is not loaded here
