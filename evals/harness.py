@@ -28,6 +28,7 @@ from evals.metrics import (
     unsupported_number_sentences,
 )
 from rag.answer import ask
+from rag.llms import models_dir
 from rag.retrieve import group_by_paper, retrieve
 from rag.services import get_services
 from rag.settings import Settings
@@ -86,9 +87,8 @@ class EvalRun:
 def eval_settings(base: Settings, name: str, **updates: Any) -> Settings:
     """``base`` with its own data directory for gold set ``name`` (and section updates)."""
     # The eval's own store, but the model file joined once for the user's data directory.
-    models_dir = base.llm.models_dir or base.data_dir / "models"
     own = base.model_copy(update={"data_dir": base.data_dir / "evals" / name})
-    return own.updated(**{**updates, "llm": {"models_dir": models_dir, **updates.get("llm", {})}})
+    return own.updated(**{**updates, "llm": {"models_dir": models_dir(base), **updates.get("llm", {})}})
 
 
 def stratified(questions: Sequence[GoldQuestion], limit: int | None) -> list[GoldQuestion]:

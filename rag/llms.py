@@ -19,7 +19,15 @@ from rag.errors import BadInput, LLMUnavailable, PaperciteError
 from rag.runtime import Choice, choose_runtime, cpu_flags, wheel_version
 from rag.settings import LLMSettings, Settings
 
-__all__ = ["BackendLLM", "build_llm", "embedded_runtime", "llm_choices", "ollama_has_model", "stream_chat"]
+__all__ = [
+    "BackendLLM",
+    "build_llm",
+    "embedded_runtime",
+    "llm_choices",
+    "models_dir",
+    "ollama_has_model",
+    "stream_chat",
+]
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +160,7 @@ def _embedded(settings: Settings) -> BackendLLM:
     conf = settings.llm
     name = conf.embedded_model
     if name in EMBEDDED_MODELS:
-        path = ensure_gguf(EMBEDDED_MODELS[name], conf.models_dir or settings.data_dir / "models")
+        path = ensure_gguf(EMBEDDED_MODELS[name], models_dir(settings))
     elif Path(name).is_file():
         path = Path(name)
     else:
@@ -178,7 +186,12 @@ def embedded_runtime(settings: Settings) -> Choice:
     """The xllamacpp the embedded backend loads: a build for this CPU when usable, else the wheel."""
     if not settings.llm.native_runtime:
         return Choice(None, "PAPERCITE_LLM__NATIVE_RUNTIME is off")
-    return choose_runtime(settings.data_dir, wheel_version(), cpu_flags())
+    return choose_runtime(models_dir(settings), wheel_version(), cpu_flags())
+
+
+def models_dir(settings: Settings) -> Path:
+    """Where the embedded model's files live: the joined GGUF and any runtime built for this CPU."""
+    return settings.llm.models_dir or settings.data_dir / "models"
 
 
 def _openai(settings: Settings) -> BackendLLM:

@@ -1,10 +1,11 @@
 """Which llama.cpp runtime the embedded LLM loads: the portable xllamacpp wheel, or one built for this CPU.
 
-A prototype (issue 15, item 2), not yet used by :mod:`rag.embedded`. The xllamacpp wheel on PyPI is
-compiled for AVX2 at most, as one static library, and no package on PyPI ships llama.cpp with
-run-time CPU dispatch. On a CPU with AVX-512 a build for that CPU evaluates prompts about 1.5x
-faster (docs/benchmarks.md), so papercite can build xllamacpp from its sdist once, in the
-background, into ``<data_dir>/runtime/xllamacpp-<version>``, and load that build on later starts.
+The xllamacpp wheel on PyPI is compiled for AVX2 at most, as one static library, and no package
+on PyPI ships llama.cpp with run-time CPU dispatch. On a CPU with AVX-512 a build for that CPU
+evaluates prompts about 1.5x faster (docs/benchmarks.md), so ``papercite runtime --build`` builds
+xllamacpp from its sdist once into ``<models_dir>/runtime/xllamacpp-<version>`` (beside the
+model files), while papercite
+goes on with the wheel, and :func:`rag.llms.embedded_runtime` loads that build on later starts.
 
 The built runtime is used only when its manifest says it is the same xllamacpp version as the
 installed wheel (the same API) and the CPU papercite runs on has every instruction-set flag the
@@ -134,9 +135,9 @@ class RuntimeManifest:
             return None
 
 
-def runtime_dir(data_dir: Path, version: str) -> Path:
+def runtime_dir(models_dir: Path, version: str) -> Path:
     """Where the runtime built for ``version`` lives."""
-    return data_dir / "runtime" / f"xllamacpp-{version}"
+    return models_dir / "runtime" / f"xllamacpp-{version}"
 
 
 def wheel_version() -> str | None:
@@ -149,17 +150,17 @@ def wheel_version() -> str | None:
 
 @dataclass(frozen=True)
 class Choice:
-    """The runtime to load (None: the wheel) and why, for ``papercite runtime status`` and logs."""
+    """The runtime to load (None: the wheel) and why, for ``papercite runtime`` and logs."""
 
     path: Path | None
     reason: str
 
 
-def choose_runtime(data_dir: Path, version: str | None, flags: frozenset[str]) -> Choice:
+def choose_runtime(models_dir: Path, version: str | None, flags: frozenset[str]) -> Choice:
     """The built runtime if it is usable on this CPU with this wheel, else the wheel."""
     if version is None:
         return Choice(None, "xllamacpp is not installed")
-    directory = runtime_dir(data_dir, version)
+    directory = runtime_dir(models_dir, version)
     manifest = RuntimeManifest.read(directory)
     if manifest is None or not (directory / "xllamacpp" / "__init__.py").is_file():
         return Choice(None, f"no runtime built for xllamacpp {version} in {directory}")
@@ -203,7 +204,7 @@ Runner = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def build_runtime(
-    data_dir: Path, version: str, flags: frozenset[str], *, run: Runner = subprocess.run, jobs: int = 2
+    models_dir: Path, version: str, flags: frozenset[str], *, run: Runner = subprocess.run, jobs: int = 2
 ) -> RuntimeManifest:
     """Build xllamacpp ``version`` for this CPU into its runtime directory (minutes; meant for the background).
 
@@ -213,7 +214,7 @@ def build_runtime(
     Raises:
         RuntimeError: the build failed; the message ends with the last lines of its output.
     """
-    final = runtime_dir(data_dir, version)
+    final = runtime_dir(models_dir, version)
     staging = final.with_name(f"{final.name}.{os.getpid()}.building")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)

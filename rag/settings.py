@@ -158,7 +158,9 @@ class LLMSettings(_Section):
         "(rag/runtime.py); false: always the portable wheel.",
     )
     models_dir: Path | None = Field(
-        None, description="Where the embedded model's parts are joined into one file. Unset: <data_dir>/models."
+        None,
+        description="Where the embedded model's parts are joined into one file, and where `papercite runtime "
+        "--build` puts its build. Unset: <data_dir>/models.",
     )
     openai_base_url: str | None = Field(
         None, description="Base URL of an OpenAI-compatible server, e.g. http://gpu-box:8000/v1."

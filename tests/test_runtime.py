@@ -166,7 +166,7 @@ def test_the_embedded_backend_loads_a_usable_build_unless_told_not_to(
     from rag.llms import embedded_runtime
     from rag.settings import Settings
 
-    directory = _install(tmp_path, "2026.10.11549", ZEN4)
+    directory = _install(tmp_path / "models", "2026.10.11549", ZEN4)
     settings = Settings(data_dir=tmp_path)
     _on_cpu(monkeypatch, ZEN4, "2026.10.11549")
     assert embedded_runtime(settings).path == directory
@@ -186,7 +186,7 @@ def test_the_runtime_command_says_what_loads_and_refuses_a_build_that_cannot_gai
     result = CliRunner().invoke(cli, ["runtime"])
     assert result.exit_code == 0, result.output
     assert "the xllamacpp wheel" in result.stdout and "papercite runtime --build" in result.stdout
-    _install(isolated_data_dir, "2026.10.11549", ZEN4)
+    _install(isolated_data_dir / "models", "2026.10.11549", ZEN4)
     assert "built for this CPU" in CliRunner().invoke(cli, ["runtime"]).stdout
 
     _on_cpu(monkeypatch, ZEN3, "2026.10.11549")

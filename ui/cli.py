@@ -161,7 +161,7 @@ def runtime(build: bool) -> None:
     build for it reads prompts about 1.5x faster; papercite keeps using the wheel until the
     build has finished, and loads the build only on a CPU with every flag it was built for.
     """
-    from rag.llms import embedded_runtime
+    from rag.llms import embedded_runtime, models_dir
     from rag.runtime import best_variant, build_runtime, cpu_flags, wheel_version, worth_building
 
     settings = _settings()
@@ -176,7 +176,7 @@ def runtime(build: bool) -> None:
             )
         click.echo(f"building xllamacpp {version} for this CPU ({best_variant(flags)}); the wheel serves meanwhile")
         try:
-            built = build_runtime(settings.data_dir, version, flags)
+            built = build_runtime(models_dir(settings), version, flags)
         except RuntimeError as exc:
             click.echo(str(exc), err=True)
             message = f"building xllamacpp {version} failed (output above); the wheel stays in use."
