@@ -206,6 +206,11 @@ def _load(path: Path, n_ctx: int, threads: int, runtime: Path | None) -> _Loaded
         try:
             return _LoadedModel(path, n_ctx, threads, runtime)
         except ImportError as exc:
+            if runtime is not None:
+                raise LLMUnavailable(
+                    f"The xllamacpp built for this CPU in {runtime} does not load ({exc}): rebuild it with "
+                    "papercite runtime --build, or set PAPERCITE_LLM__NATIVE_RUNTIME=false."
+                ) from exc
             raise LLMUnavailable(
                 "Backend embedded needs the xllamacpp package: run "
                 "pip install 'papercite[embedded]', or set PAPERCITE_LLM__BACKEND=ollama."

@@ -2,10 +2,10 @@
 
 The xllamacpp wheel on PyPI is compiled for AVX2 at most, as one static library, and no package
 on PyPI ships llama.cpp with run-time CPU dispatch. On a CPU with AVX-512 a build for that CPU
-evaluates prompts about 1.5x faster (docs/benchmarks.md), so ``papercite runtime --build`` builds
+reads prompts about 1.4x faster (docs/benchmarks.md), so ``papercite runtime --build`` builds
 xllamacpp from its sdist once into ``<models_dir>/runtime/xllamacpp-<version>`` (beside the
-model files), while papercite
-goes on with the wheel, and :func:`rag.llms.embedded_runtime` loads that build on later starts.
+model files) while papercite goes on with the wheel, and :func:`rag.llms.embedded_runtime`
+loads that build on later starts.
 
 The built runtime is used only when its manifest says it is the same xllamacpp version as the
 installed wheel (the same API) and the CPU papercite runs on has every instruction-set flag the
@@ -209,10 +209,12 @@ def build_runtime(
     """Build xllamacpp ``version`` for this CPU into its runtime directory (minutes; meant for the background).
 
     The build goes to a temporary sibling directory that replaces the old one only once it has
-    succeeded, so a start during the build (or after a failed one) still finds the old runtime or none.
+    succeeded and loads in a child process, so a start during the build (or after a failed one)
+    still finds the old runtime or none.
 
     Raises:
-        RuntimeError: the build failed; the message ends with the last lines of its output.
+        RuntimeError: the build failed (the message ends with the last lines of its output) or
+            does not load.
     """
     final = runtime_dir(models_dir, version)
     staging = final.with_name(f"{final.name}.{os.getpid()}.building")
@@ -225,6 +227,7 @@ def build_runtime(
         if done.returncode != 0 or not (staging / "xllamacpp" / "__init__.py").is_file():
             tail = "\n".join(((done.stdout or "") + (done.stderr or "")).splitlines()[-15:])
             raise RuntimeError(f"building xllamacpp {version} failed (exit {done.returncode}):\n{tail}")
+        probe(staging)  # it loads, in a child, before it replaces anything
         manifest = RuntimeManifest(
             xllamacpp=version,
             flags=tuple(sorted(isa_flags(flags))),

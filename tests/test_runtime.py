@@ -116,7 +116,7 @@ def test_a_successful_build_replaces_the_runtime_with_its_manifest(tmp_path: Pat
     def fake_pip(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
         target = Path(argv[argv.index("--target") + 1])
         (target / "xllamacpp").mkdir(parents=True)
-        (target / "xllamacpp" / "__init__.py").write_text("")
+        (target / "xllamacpp" / "__init__.py").write_text("def get_system_info():\n    return 'AVX512 = 1'\n")
         return subprocess.CompletedProcess(argv, 0, "built", "")
 
     manifest = build_runtime(tmp_path, "2026.10.11549", ZEN4, run=fake_pip)
@@ -193,3 +193,32 @@ def test_the_runtime_command_says_what_loads_and_refuses_a_build_that_cannot_gai
     result = CliRunner().invoke(cli, ["runtime", "--build"])
     assert result.exit_code == 3 and "haswell" in result.stderr and "would not be faster" in result.stderr
     assert "avx512f" in CliRunner().invoke(cli, ["runtime"]).stdout  # why the build is not loaded here
+
+
+def test_a_build_that_does_not_load_replaces_nothing(tmp_path: Path) -> None:
+    directory = _install(tmp_path, "2026.10.11549", ZEN4)
+
+    def broken_pip(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        target = Path(argv[argv.index("--target") + 1])
+        (target / "xllamacpp").mkdir(parents=True)
+        (target / "xllamacpp" / "__init__.py").write_text("raise ImportError('undefined symbol: ggml_init')\n")
+        return subprocess.CompletedProcess(argv, 0, "built", "")
+
+    with pytest.raises(RuntimeError, match="does not load"):
+        build_runtime(tmp_path, "2026.10.11549", ZEN4, run=broken_pip)
+    assert choose_runtime(tmp_path, "2026.10.11549", ZEN4).path == directory
+    assert (directory / "xllamacpp" / "__init__.py").read_text().startswith("def get_system_info")
+
+
+def test_a_build_that_stopped_loading_names_itself_and_the_way_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rag.embedded import _load
+    from rag.errors import LLMUnavailable
+
+    directory = _install(tmp_path, "2026.10.11549", ZEN4)
+    (directory / "xllamacpp" / "__init__.py").write_text("raise ImportError('undefined symbol: ggml_init')\n")
+    monkeypatch.delitem(sys.modules, "xllamacpp", raising=False)
+    with pytest.raises(LLMUnavailable, match=r"built for this CPU .* PAPERCITE_LLM__NATIVE_RUNTIME=false"):
+        _load(tmp_path / "model.gguf", 512, 1, directory)
+    assert "xllamacpp" not in sys.modules

@@ -158,7 +158,7 @@ def runtime(build: bool) -> None:
     """Show which llama.cpp runtime the embedded model loads, or build one for this CPU.
 
     The xllamacpp wheel runs AVX2 kernels on every CPU. On a CPU with AVX-512 or AVX-VNNI a
-    build for it reads prompts about 1.5x faster; papercite keeps using the wheel until the
+    build for it reads prompts about 1.4x faster; papercite keeps using the wheel until the
     build has finished, and loads the build only on a CPU with every flag it was built for.
     """
     from rag.llms import embedded_runtime, models_dir
