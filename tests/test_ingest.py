@@ -191,6 +191,29 @@ def test_word_pieces_are_the_tokenizer_s_and_untruncated_after_encoding() -> Non
     assert len(count(long)) > embed_model._model.max_seq_length  # a whole abstract is counted, not cut
 
 
+def test_the_encoder_reads_chunks_longest_first_in_word_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ingest import sample_corpus
+    from rag.embedding import word_pieces
+
+    services = get_services(Settings())
+    encoder = services.embed_model._model
+    read: list[str] = []
+    encode = encoder.encode
+
+    def recording(texts: list[str], *args: object, **kwargs: object) -> object:
+        read.extend(texts)
+        return encode(texts, *args, **kwargs)
+
+    monkeypatch.setattr(encoder, "encode", recording)
+    report = ingest_path(sample_corpus(), settings=services.settings, progress=False)
+    assert len(read) == report.chunks_written > 84
+    count = word_pieces(services.embed_model)
+    sizes = [len(count(text)) for text in read]
+    assert sizes == sorted(sizes, reverse=True)  # each forward pass pads almost nothing
+    by_characters = [len(count(text)) for text in sorted(read, key=len, reverse=True)]
+    assert by_characters != sorted(by_characters, reverse=True)  # the order that would pad more
+
+
 def test_batches_are_written_while_the_next_is_embedded_and_progress_counts_stored_chunks(tmp_path: Path) -> None:
     import itertools
     import threading
