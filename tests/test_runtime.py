@@ -188,6 +188,10 @@ def test_the_runtime_command_says_what_loads_and_refuses_a_build_that_cannot_gai
     assert "the xllamacpp wheel" in result.stdout and "papercite runtime --build" in result.stdout
     _install(isolated_data_dir / "models", "2026.10.11549", ZEN4)
     assert "built for this CPU" in CliRunner().invoke(cli, ["runtime"]).stdout
+    monkeypatch.setenv("PAPERCITE_LLM__NATIVE_RUNTIME", "false")
+    off = CliRunner().invoke(cli, ["runtime"]).stdout
+    assert "NATIVE_RUNTIME is off" in off and "--build" not in off  # a build exists; the setting is why
+    monkeypatch.delenv("PAPERCITE_LLM__NATIVE_RUNTIME")
 
     _on_cpu(monkeypatch, ZEN3, "2026.10.11549")
     result = CliRunner().invoke(cli, ["runtime", "--build"])

@@ -184,7 +184,7 @@ def runtime(build: bool) -> None:
         click.echo(f"built in {built.seconds:.0f} s")
     choice = embedded_runtime(settings)
     click.echo(f"embedded runtime: {'built for this CPU' if choice.path else 'the xllamacpp wheel'} ({choice.reason})")
-    if choice.path is None and worth_building(flags):
+    if choice.path is None and worth_building(flags) and settings.llm.native_runtime:
         click.echo(f"this CPU ({best_variant(flags)}) would gain from a build: papercite runtime --build")
 
 
