@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from rag.context import best_sentences
+from rag.context import best_sentences, continue_numbers
 from rag.errors import BadInput, EmptyQuestion, LLMUnavailable
 from rag.llms import BackendLLM, stream_chat
 from rag.prompt import ABSTAIN_TEXT, build_messages
@@ -17,7 +17,7 @@ from rag.retrieve import retrieve_timed
 from rag.services import Services, get_services
 from rag.settings import Settings
 from rag.steps import POST_STEPS, PRE_STEPS, Draft, Parts, run_steps, says_not_covered
-from rag.types import Answer, Reading, Source, Timings
+from rag.types import Answer, Reading, Source, Timings, Turn
 
 if TYPE_CHECKING:
     from llama_index.core.llms import LLM
@@ -59,6 +59,7 @@ def ask_stream(
     top_k: int | None = None,
     llm: LLM | None = None,
     services: Services | None = None,
+    history: Answer | None = None,
 ) -> Iterator[str | Reading | Answer]:
     """Answer ``question`` from the collection, yielding what is known as soon as it is known.
 
@@ -83,6 +84,11 @@ def ask_stream(
         llm: a llama-index LLM to use instead of the configured backend.
         services: the store, encoder and LLM to answer with; defaults to the shared
             ones for ``settings`` (pass one to swap any part, e.g. in a test).
+        history: the previous answer in the same chat: ``question`` is then a follow-up
+            ("and which of them needs less memory?"). It is retrieved both alone and after
+            the chat's last question the model read, and the prompt continues the chat's earlier turns word
+            for word (``Answer.conversation``), so a runtime that keeps its KV cache reads
+            only what is new. No extra LLM call.
 
     Raises:
         EmptyQuestion, BadInput: the question cannot be used.
@@ -93,13 +99,18 @@ def ask_stream(
     settings = services.settings
     started = time.perf_counter()
     text = clean_question(question)
-    sources, retrieval_s = retrieve_timed(text, services, top_k)
+    conversation = history.conversation if history else ()
+    # The question a follow-up follows is the chat's last one the model read (not one refused before it).
+    previous = conversation[-1].question if conversation else None
+    sources, retrieval_s = retrieve_timed(text, services, top_k, previous=previous)
     parts = Parts(settings, services.embed_model, services.store)
-    draft = run_steps(PRE_STEPS, Draft(text, sources, context=list(sources)), parts)
+    draft = run_steps(PRE_STEPS, Draft(text, sources, context=list(sources), conversation=conversation), parts)
     if draft.abstained:  # nothing in the collection is close: say so without spending a generation
         yield ABSTAIN_TEXT
-        yield _answer(draft, "", Timings(retrieval_s, None, time.perf_counter() - started))
+        yield _answer(draft, Timings(retrieval_s, None, time.perf_counter() - started))
         return
+    numbered, context = continue_numbers(draft.sources, draft.context, conversation)
+    draft = replace(draft, sources=numbered, context=context)
     yield Reading(text, tuple(draft.context), tuple(best_sentences(text, draft.context)))
 
     backend = services.backend if llm is None else BackendLLM.given(llm)
@@ -108,15 +119,18 @@ def ask_stream(
 
         parts.judge = make_judge(backend)
     attempt = _Attempt(started, backend, may_fall_back=llm is None and settings.llm.backend == "auto")
-    yield from attempt.run(build_messages(text, draft.context), services)
+    yield from attempt.run(build_messages(text, draft.context, conversation=conversation), services)
     if _should_retry(attempt.raw, sources, settings):
         attempt.raw = ""
-        yield from attempt.run(build_messages(text, draft.context, insist=True), services)
+        yield from attempt.run(build_messages(text, draft.context, insist=True, conversation=conversation), services)
     draft = run_steps(POST_STEPS, replace(draft, raw=attempt.raw), parts)
     if draft.abstained:
         log.info("Abstained on %r: %s", text, draft.why)
     timings = Timings(retrieval_s, attempt.first_token, time.perf_counter() - started)
-    yield _answer(draft, attempt.backend.label, timings, attempt.prompt_tokens, attempt.notice)
+    shown = {s.paper_id for turn in conversation for s in turn.shown}
+    turn = Turn(text, tuple(s for s in draft.context if s.paper_id not in shown), attempt.raw)
+    draft = replace(draft, conversation=(*conversation, turn))
+    yield _answer(draft, timings, attempt)
 
 
 def _should_retry(raw: str, sources: list[Source], settings: Settings) -> bool:
@@ -126,19 +140,22 @@ def _should_retry(raw: str, sources: list[Source], settings: Settings) -> bool:
     return "retry" not in settings.answer.skip and best >= settings.answer.retry_similarity and says_not_covered(raw)
 
 
-def _answer(draft: Draft, model: str, timings: Timings, prompt_tokens: int | None = None, notice: str = "") -> Answer:
+def _answer(draft: Draft, timings: Timings, attempt: _Attempt | None = None) -> Answer:
+    """The answer ``draft`` became; ``attempt`` is the generation, None when no model was asked."""
     return Answer(
         question=draft.question,
         text=draft.text,
         citations=draft.citations(),
         sources=tuple(draft.sources),
         abstained=draft.abstained,
-        model=model,
+        model=attempt.backend.label if attempt else "",
         timings=timings,
         dropped_markers=draft.dropped,
-        prompt_tokens=prompt_tokens,
-        notice=notice,
+        prompt_tokens=attempt.prompt_tokens if attempt else None,
+        cached_tokens=attempt.cached_tokens if attempt else None,
+        notice=attempt.notice if attempt else "",
         sentences=tuple(draft.sentences),
+        conversation=draft.conversation,
     )
 
 
@@ -159,6 +176,7 @@ class _Attempt:
         self.raw = ""
         self.first_token: float | None = None
         self.prompt_tokens: int | None = None
+        self.cached_tokens: int | None = None
 
     def run(self, messages: list, services: Services) -> Iterator[str]:
         try:
@@ -179,6 +197,8 @@ class _Attempt:
         held = ""
         for response in stream_chat(self.backend, messages):
             self.prompt_tokens = response.additional_kwargs.get("prompt_tokens") or self.prompt_tokens
+            cached = response.additional_kwargs.get("cached_tokens")
+            self.cached_tokens = cached if cached is not None else self.cached_tokens
             if not response.delta:
                 continue
             self.raw += response.delta
@@ -198,16 +218,18 @@ def ask(
     top_k: int | None = None,
     llm: LLM | None = None,
     services: Services | None = None,
+    history: Answer | None = None,
 ) -> Answer:
     """Answer ``question`` from the collection's abstracts, citing paper titles.
 
     Example:
         >>> answer = ask("Which architecture mixes image tokens with a 2D wavelet transform?")
         >>> for c in answer.citations: print(c.number, c.title)
+        >>> ask("Which of them needs the least memory?", history=answer)  # a follow-up
 
     Args and raises are those of :func:`ask_stream`.
     """
-    for item in ask_stream(question, settings=settings, top_k=top_k, llm=llm, services=services):
+    for item in ask_stream(question, settings=settings, top_k=top_k, llm=llm, services=services, history=history):
         if isinstance(item, Answer):  # the Reading and the streamed pieces are for pages
             return item
     raise AssertionError("ask_stream ended without an Answer")  # pragma: no cover

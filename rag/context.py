@@ -13,7 +13,8 @@ two cores), so every sentence shown costs time. Two policies (``retrieval.contex
   stay in abstract order, a gap shown as "…".
 
 The papers shown are numbered first, so the model sees [1]..[k]; the others stay in
-the answer's sources as retrieved, not shown.
+the answer's sources as retrieved, not shown. In a follow-up (:func:`continue_numbers`)
+the papers earlier turns showed keep their numbers and new ones follow them.
 """
 
 from __future__ import annotations
@@ -25,14 +26,14 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from rag.citations import split_sentences
-from rag.types import Source
+from rag.types import Source, Turn
 
 if TYPE_CHECKING:
     from llama_index.core.base.embeddings.base import BaseEmbedding
 
     from rag.settings import RetrievalSettings
 
-__all__ = ["asks_for_several", "best_sentences", "choose_context", "question_words", "word_stem"]
+__all__ = ["asks_for_several", "best_sentences", "choose_context", "continue_numbers", "question_words", "word_stem"]
 
 # "Which papers ...", "What methods ...", "Are there studies ...", "any work on ...": the
 # question wants every paper that answers, not the one best paper.
@@ -66,6 +67,30 @@ def choose_context(
         budget = conf.context_words_several if several else conf.context_words
         return renumbered, _sentences(question, shown, embed_model, budget, several=several)
     return renumbered, _whole(shown, conf.context_words)
+
+
+def continue_numbers(
+    sources: Sequence[Source], context: Sequence[Source], conversation: Sequence[Turn]
+) -> tuple[list[Source], list[Source]]:
+    """``sources`` and ``context`` numbered for a follow-up to ``conversation``.
+
+    A paper an earlier turn showed keeps its number (the model read it under that
+    number and may cite it again); the others are numbered after the last number used.
+    Earlier papers not retrieved this time are added to the sources: the model can still
+    cite them.
+    """
+    earlier = {s.paper_id: s for turn in conversation for s in turn.shown}
+    if not earlier:
+        return list(sources), list(context)
+    numbers = {pid: s.number for pid, s in earlier.items()}
+    following = max(numbers.values()) + 1
+    for source in sources:
+        if source.paper_id not in numbers:
+            numbers[source.paper_id], following = following, following + 1
+    renumbered = [replace(s, number=numbers[s.paper_id]) for s in sources]
+    retrieved = {s.paper_id for s in sources}
+    renumbered += [s for pid, s in earlier.items() if pid not in retrieved]
+    return renumbered, [replace(s, number=numbers[s.paper_id]) for s in context]
 
 
 def _whole(shown: Sequence[Source], budget: int) -> list[Source]:

@@ -338,7 +338,8 @@ class EmbeddedLLM(CustomLLM):
                     raw=item,
                     additional_kwargs={
                         "prompt_tokens": usage.get("prompt_tokens")
-                        or (timings.get("prompt_n", 0) + timings.get("cache_n", 0) or None)
+                        or (timings.get("prompt_n", 0) + timings.get("cache_n", 0) or None),
+                        "cached_tokens": timings.get("cache_n"),  # read from the KV cache, not evaluated
                     },
                 )
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
 from rag.citations import MARKER
-from rag.types import Source
+from rag.types import Source, Turn
 
 __all__ = ["ABSTAIN_TEXT", "SYSTEM_PROMPT", "SYSTEM_PROMPT_ANSWER", "build_messages", "format_sources"]
 
@@ -111,15 +111,44 @@ def _user(question: str, sources: Sequence[Source]) -> str:
     )
 
 
-def build_messages(question: str, sources: Sequence[Source], *, insist: bool = False) -> list[ChatMessage]:
+def _follow_up(question: str, sources: Sequence[Source], *, first: bool) -> str:
+    """A chat turn's message: the abstracts no earlier turn showed, if any, then the question.
+
+    After the first turn the abstracts shown before still count: a small model otherwise
+    answers "how much smaller is it?" from whichever abstracts came last.
+    """
+    if first:
+        return _user(question, sources)
+    more = f"More abstracts:\n<<<\n{format_sources(sources)}\n>>>\n\n" if sources else ""
+    return (
+        f"Question: {question}\n\n{more}Question: {question}\n"
+        "Answer from all the abstracts in this chat, earlier ones included, ending every sentence "
+        "with its abstract's number like [1]."
+    )
+
+
+def build_messages(
+    question: str, sources: Sequence[Source], *, insist: bool = False, conversation: Sequence[Turn] = ()
+) -> list[ChatMessage]:
     """The chat messages for one question: rules, the worked example, then abstracts and question.
 
     ``insist`` drops the abstention rule (:data:`SYSTEM_PROMPT_ANSWER`), for the retry
     after an abstention on a question whose abstracts are close.
+
+    A follow-up continues ``conversation``: each earlier turn is repeated exactly as it
+    was asked and answered, so its KV cache is reused, and the new message shows only
+    the ``sources`` no earlier turn showed.
     """
-    return [
+    messages = [
         ChatMessage(role=MessageRole.SYSTEM, content=SYSTEM_PROMPT_ANSWER if insist else SYSTEM_PROMPT),
         ChatMessage(role=MessageRole.USER, content=_user(_EXAMPLE_QUESTION, _EXAMPLE_SOURCES)),
         ChatMessage(role=MessageRole.ASSISTANT, content=_EXAMPLE_ANSWER),
-        ChatMessage(role=MessageRole.USER, content=_user(question, sources)),
     ]
+    shown: set[str] = set()
+    for i, turn in enumerate(conversation):
+        messages.append(ChatMessage(role=MessageRole.USER, content=_follow_up(turn.question, turn.shown, first=i == 0)))
+        messages.append(ChatMessage(role=MessageRole.ASSISTANT, content=turn.reply))
+        shown.update(s.paper_id for s in turn.shown)
+    new = [s for s in sources if s.paper_id not in shown]
+    messages.append(ChatMessage(role=MessageRole.USER, content=_follow_up(question, new, first=not conversation)))
+    return messages

@@ -30,6 +30,7 @@ __all__ = [
     "DenseRetriever",
     "HybridRetriever",
     "ScoredChunk",
+    "fuse",
     "group_by_paper",
     "retrieve",
     "retrieve_timed",
@@ -152,11 +153,17 @@ def group_by_paper(chunks: Sequence[NodeWithScore], top_papers: int, chunks_per_
     return sources
 
 
-def retrieve_timed(question: str, services: Services, top_k: int | None = None) -> tuple[list[Source], float]:
+def retrieve_timed(
+    question: str, services: Services, top_k: int | None = None, *, previous: str | None = None
+) -> tuple[list[Source], float]:
     """Like :func:`retrieve`, also returning the seconds it took."""
     started = time.perf_counter()
     conf = services.settings.retrieval
-    chunks = services.retriever().retrieve(question)
+    retriever = services.retriever()
+    chunks = retriever.retrieve(question)
+    if previous:  # a follow-up: mostly what the two questions ask together ("... which of them ...?")
+        together = retriever.retrieve(f"{previous} {question}")
+        chunks = fuse([together, chunks], conf.rrf_k, (1.0, conf.follow_up_alone_weight))
     if not chunks and services.store.collection.count() == 0:  # counted only then: it costs ms on a large store
         raise IndexEmpty(
             f"The collection at {services.store.location} is empty: run "
@@ -164,6 +171,27 @@ def retrieve_timed(question: str, services: Services, top_k: int | None = None) 
         )
     sources = group_by_paper(chunks, top_k or conf.top_papers, conf.chunks_per_paper)
     return with_abstracts(sources, chunks, services.store), time.perf_counter() - started
+
+
+def fuse(
+    rankings: Sequence[Sequence[NodeWithScore]], rrf_k: int, weights: Sequence[float] | None = None
+) -> list[ScoredChunk]:
+    """Weighted reciprocal rank fusion of rankings of chunks; a chunk keeps its best cosine to any query.
+
+    A follow-up is retrieved twice, after the previous question and alone, and the two
+    rankings fused: one that does not name its topic ("which of them ...?") finds the
+    previous question's papers, and one that changes the topic ("another thing: ...")
+    still finds its own.
+    """
+    fused: dict[str, ScoredChunk] = {}
+    for ranking, weight in zip(rankings, weights or [1.0] * len(rankings), strict=True):
+        for rank, hit in enumerate(ranking):
+            chunk = fused.setdefault(hit.node.node_id, ScoredChunk(node=hit.node, score=0.0))
+            chunk.score = (chunk.score or 0.0) + weight / (rrf_k + rank + 1)
+            similarity = getattr(hit, "similarity", None)
+            if similarity is not None and (chunk.similarity is None or similarity > chunk.similarity):
+                chunk.similarity = similarity
+    return sorted(fused.values(), key=lambda c: c.score or 0.0, reverse=True)
 
 
 def with_abstracts(sources: Sequence[Source], chunks: Sequence[NodeWithScore], store: Store) -> list[Source]:
@@ -197,17 +225,23 @@ def _join_overlapping(texts: Sequence[str], longest: int = 1000, shortest: int =
 
 
 def retrieve(
-    question: str, top_k: int | None = None, *, settings: Settings | None = None, services: Services | None = None
+    question: str,
+    top_k: int | None = None,
+    *,
+    previous: str | None = None,
+    settings: Settings | None = None,
+    services: Services | None = None,
 ) -> list[Source]:
     """Return the papers most relevant to ``question``, best first, numbered from 1.
 
     Args:
         question: the question in plain language.
         top_k: how many papers to return; defaults to ``settings.retrieval.top_papers``.
+        previous: the question before this one in the same chat, when this one follows it up.
         settings: defaults to ``Settings()`` (environment and defaults).
         services: the parts to retrieve with; defaults to the shared ones for ``settings``.
 
     Raises:
         IndexEmpty: nothing has been ingested.
     """
-    return retrieve_timed(question, services or get_services(settings or Settings()), top_k)[0]
+    return retrieve_timed(question, services or get_services(settings or Settings()), top_k, previous=previous)[0]

@@ -25,7 +25,7 @@ from rag.context import choose_context
 from rag.judge import Judge
 from rag.prompt import ABSTAIN_TEXT
 from rag.settings import Settings
-from rag.types import Citation, Sentence, Source
+from rag.types import Citation, Sentence, Source, Turn
 from rag.verify import VerifyConfig, verify_sentences
 
 if TYPE_CHECKING:
@@ -60,6 +60,7 @@ class Draft:
         dropped: ``[n]`` markers the model wrote that name no retrieved source.
         abstained: the answer is that the collection does not cover the question.
         why: what made it abstain, for logs and the eval report.
+        conversation: the chat's earlier turns when this question follows them up.
     """
 
     question: str
@@ -71,6 +72,12 @@ class Draft:
     dropped: int = 0
     abstained: bool = False
     why: str = ""
+    conversation: tuple[Turn, ...] = ()
+
+    def read(self) -> list[Source]:
+        """Every paper the model reads: this question's context and the papers earlier turns showed."""
+        here = {s.paper_id for s in self.context}
+        return self.context + [s for t in self.conversation for s in t.shown if s.paper_id not in here]
 
     def abstain(self, why: str) -> Draft:
         """This draft, now an abstention for the reason given."""
@@ -181,7 +188,7 @@ def resolve(draft: Draft, parts: Parts) -> Draft:
     Also drops what a small model adds without meaning to: a sentence it repeats word
     for word, and a last sentence cut off by the token limit.
     """
-    resolved = resolve_markers(draft.raw, draft.context)  # the model saw these numbers and no others
+    resolved = resolve_markers(draft.raw, draft.read())  # the model saw these numbers and no others
     lines, seen = [], set()
     for line in resolved.text.splitlines():
         kept = []
@@ -209,7 +216,7 @@ def verify(draft: Draft, parts: Parts) -> Draft:
     # Checked against the papers the model was shown: it can have read nothing else.
     sentences = verify_sentences(
         draft.text,
-        draft.context,
+        draft.read(),
         parts.embed_model.get_text_embedding_batch,
         VerifyConfig(conf.move_margin, conf.min_support, conf.echo_words),
         draft.question,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["Answer", "Citation", "Reading", "Sentence", "Source", "Timings", "Verdict"]
+__all__ = ["Answer", "Citation", "Reading", "Sentence", "Source", "Timings", "Turn", "Verdict"]
 
 #: What verification concluded about one answer sentence (see :mod:`rag.verify`).
 Verdict = Literal["supported", "corrected", "unsupported"]
@@ -113,6 +113,25 @@ class Timings:
     total: float = 0.0
 
 
+@dataclass(frozen=True)
+class Turn:
+    """One question of a chat as the model read and answered it: what a follow-up's prompt repeats.
+
+    A follow-up's prompt repeats every earlier turn word for word, so a runtime that
+    keeps the previous prompt's KV cache (llama.cpp, Ollama) reads only the new question.
+
+    Attributes:
+        question: the question as asked.
+        shown: the papers this turn's message showed for the first time, numbered and
+            cut as shown (papers an earlier turn showed keep their number and are not shown again).
+        reply: the model's reply as generated.
+    """
+
+    question: str
+    shown: tuple[Source, ...]
+    reply: str
+
+
 @dataclass(frozen=True, kw_only=True)
 class Answer:
     """What ``rag.ask`` returns.
@@ -131,10 +150,14 @@ class Answer:
         dropped_markers: ``[n]`` markers the model wrote that point outside
             ``sources``; they were removed from ``text``.
         prompt_tokens: tokens in the prompt, when the backend reports them.
+        cached_tokens: of those, the tokens the runtime took from its KV cache instead of
+            reading them (a follow-up's earlier turns), when it reports them (the embedded model does).
         notice: what the reader should know about how the answer was made; set when
             Ollama failed in ``auto`` mode and the embedded model answered instead.
         sentences: every sentence the model wrote, with its verdict, whether it is
             shown, and why; unsupported sentences stay here when left out of ``text``.
+        conversation: the chat's turns up to this answer, oldest first (only turns that
+            asked a model); pass this answer as ``history`` to ask a follow-up.
     """
 
     question: str
@@ -146,8 +169,10 @@ class Answer:
     timings: Timings = field(default_factory=Timings)
     dropped_markers: int = 0
     prompt_tokens: int | None = None
+    cached_tokens: int | None = None
     notice: str = ""
     sentences: tuple[Sentence, ...] = ()
+    conversation: tuple[Turn, ...] = ()
 
     def cited_titles(self) -> list[str]:
         """Titles of the cited papers, in citation order."""

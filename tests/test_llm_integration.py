@@ -73,6 +73,21 @@ def test_embedded_abstains_on_an_uncovered_question(sample_settings: Any) -> Non
     assert answer.abstained and answer.citations == ()
 
 
+def test_a_follow_up_reads_the_earlier_turn_from_the_models_cache(sample_settings: Any) -> None:
+    settings = _embedded_settings(sample_settings)
+    first = ask(EXPECTED[0][0], settings=settings)
+    assert not first.abstained and first.prompt_tokens, first.text
+    second = ask("How many fewer parameters does it need than the alternatives?", settings=settings, history=first)
+    assert second.model == "embedded:qwen2.5-coder-1.5b" and second.prompt_tokens
+    # llama.cpp took the whole first prompt from its KV cache: only the new message was read.
+    assert second.cached_tokens is not None and second.cached_tokens >= first.prompt_tokens, (
+        second.cached_tokens,
+        first.prompt_tokens,
+    )
+    assert second.prompt_tokens > first.prompt_tokens
+    assert [t.question for t in second.conversation] == [EXPECTED[0][0], second.question]
+
+
 @pytest.fixture
 def ollama_host(sample_settings: Any) -> Iterator[str]:
     """A server speaking Ollama's API with the configured model: the real one, or the stand-in."""

@@ -251,6 +251,46 @@ def test_sources_show_while_the_model_reads_and_the_answer_replaces_them(
     page.close()
 
 
+def _send(page: Any, question: str) -> Any:
+    """Ask on a page answered by the scripted model; return the finished reply's message."""
+    before = page.locator("#pc-chat [data-testid=bot]").count()
+    page.fill("#pc-question textarea", question)
+    page.press("#pc-question textarea", "Enter")
+    page.wait_for_function(
+        f"[...document.querySelectorAll('#pc-chat [data-testid=bot]')].slice({before}).at(-1)"
+        "?.querySelector('.pc-meta') != null",
+        timeout=120_000,
+    )
+    return page.locator("#pc-chat [data-testid=bot]").last
+
+
+def test_a_follow_up_continues_the_chat_and_clear_chat_starts_a_new_one(
+    browser: Any, slow_page_url: str, gated: Any
+) -> None:
+    gated.release()  # this test asserts what the model was asked, not when it answered
+    page = browser.new_page()
+    page.goto(slow_page_url)
+    page.wait_for_function("document.querySelector('#pc-collection')?.innerText.includes('papers')")
+    follow_up = "How many fewer parameters does it need than the alternatives?"
+    first_reply = "WaveMix mixes image tokens with a multi-level 2D wavelet transform [1]."
+    gated.enqueue(first_reply, "WaveMix needs fewer parameters than the alternatives [1].", "It is small [1].")
+    asked = len(gated.history)
+
+    _send(page, WAVELET_Q)
+    reply = _send(page, follow_up)
+    assert "WaveMix needs fewer parameters" in reply.inner_text()
+    assert WAVELET_TITLE in page.inner_text("#pc-sources .pc-cited")  # [1] still names the first turn's paper
+    first, second = ([(m.role.value, m.content) for m in messages] for messages in gated.history[asked:])
+    assert second[: len(first)] == first and second[len(first)] == ("assistant", first_reply)
+    assert WAVELET_TITLE not in second[-1][1]  # the follow-up's message does not show WaveMix again
+
+    page.click("#pc-clear")
+    page.wait_for_function("document.querySelectorAll('#pc-chat [data-testid=bot]').length === 0")
+    _send(page, WAVELET_Q)
+    assert [(m.role.value, m.content) for m in gated.history[-1]] == first  # a new chat: nothing before it
+    page.close()
+
+
 @pytest.fixture(scope="module")
 def bare_page_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The page over an empty store, with Ollama as the backend and nothing listening at its port."""

@@ -71,11 +71,21 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
         )
         turns = gr.State({})  # chat message index -> (its sources panel, its answer with references)
         pending = gr.State("")  # the checked question, handed from check_question to respond
+        last = gr.State(None)  # the chat's last Answer: the next question is asked as its follow-up
         with gr.Row(equal_height=False):
             chat = _chat_column()
             side = _side_column(settings, handlers.choices, handlers.default_llm)
-        _wire_events(app, chat, side, turns, pending, handlers)
+        _wire_events(app, chat, side, _States(turns, pending, last), handlers)
     return app
+
+
+@dataclass(frozen=True)
+class _States:
+    """What the page remembers per browser session between events."""
+
+    turns: gr.State
+    pending: gr.State
+    last: gr.State
 
 
 @dataclass(frozen=True)
@@ -113,7 +123,7 @@ def _chat_column() -> _Chat:
             feedback_options=None,
             group_consecutive_messages=False,
             placeholder="Ask about the papers in your collection. Every sentence of an answer "
-            "cites the abstract it comes from.",
+            "cites the abstract it comes from. Ask follow-ups in the same chat; Clear chat starts a new one.",
         )
         with gr.Row():
             question = gr.Textbox(
@@ -171,9 +181,7 @@ def _side_column(settings: Settings, choices: dict[str, LLMSettings], default_ll
     return _Side(sources, collection, files, report, top_k, llm)
 
 
-def _wire_events(
-    app: gr.Blocks, chat: _Chat, side: _Side, turns: gr.State, pending: gr.State, handlers: Handlers
-) -> None:
+def _wire_events(app: gr.Blocks, chat: _Chat, side: _Side, state: _States, handlers: Handlers) -> None:
     """Connect the components to the handlers (in this order: Gradio numbers the events as they come)."""
     concurrency = handlers.settings.serve.concurrency
     app.load(handlers.collection_view, outputs=[side.collection, chat.examples], api_visibility="private")
@@ -182,23 +190,23 @@ def _wire_events(
         [chat.question.submit, chat.ask_button.click],
         handlers.check_question,
         inputs=chat.question,
-        outputs=[chat.question, pending],
+        outputs=[chat.question, state.pending],
         concurrency_limit=None,
         api_visibility="private",
     ).success(
         handlers.respond,
-        inputs=[pending, chat.chatbot, turns, side.top_k, side.llm],
-        outputs=[chat.chatbot, side.sources, chat.copy_box, turns],
+        inputs=[state.pending, chat.chatbot, state.turns, state.last, side.top_k, side.llm],
+        outputs=[chat.chatbot, side.sources, chat.copy_box, state.turns, state.last],
         concurrency_limit=concurrency,
         concurrency_id="answer",
         api_visibility="private",  # programs use the /ask endpoint below
     )
     chat.chatbot.select(
-        handlers.show_turn, inputs=turns, outputs=[side.sources, chat.copy_box], api_visibility="private"
+        handlers.show_turn, inputs=state.turns, outputs=[side.sources, chat.copy_box], api_visibility="private"
     )
-    chat.clear_button.click(
-        lambda: ([], {}, NO_SOURCES, ""),
-        outputs=[chat.chatbot, turns, side.sources, chat.copy_box],
+    chat.clear_button.click(  # a new chat: the next question follows nothing up
+        lambda: ([], {}, None, NO_SOURCES, ""),
+        outputs=[chat.chatbot, state.turns, state.last, side.sources, chat.copy_box],
         api_visibility="private",
     )
     chat.copy_button.click(

@@ -12,7 +12,7 @@ import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,6 +20,9 @@ from rag.errors import BadInput, IndexEmpty, LLMUnavailable, PaperciteError, Sto
 from ui.measure import bench, eval_command
 from ui.options import LLM_BACKENDS
 from ui.options import command_settings as _settings
+
+if TYPE_CHECKING:
+    from rag.types import Answer
 
 EXIT_CODES: dict[type[PaperciteError], int] = {
     BadInput: 3,  # includes EmptyQuestion
@@ -104,6 +107,41 @@ def ask(question: str, as_json: bool, top_k: int | None, backend: str | None, ju
     if as_json:
         click.echo(json.dumps(asdict(answer), indent=2, ensure_ascii=False))
         return
+    _print_answer(answer)
+
+
+@cli.command()
+@click.option("--top-k", type=click.IntRange(1, 50), help="How many papers to give the model.")
+@click.option("--backend", type=LLM_BACKENDS, help="LLM backend for the answers.")
+def chat(top_k: int | None, backend: str | None) -> None:
+    """Ask questions one per line, each a follow-up to the chat so far; /new starts a new chat, Ctrl-D ends."""
+    from rag import ask as rag_ask
+
+    settings = _settings(backend)
+    last = None
+    interactive = sys.stdin.isatty()
+    while True:
+        try:
+            question = input("you> " if interactive else "")
+        except EOFError:
+            return
+        if question.strip() == "/new":
+            last = None
+            click.echo("(a new chat: the next question follows nothing up)", err=True)
+            continue
+        if not question.strip():
+            continue
+        try:
+            last = rag_ask(question, settings=settings, top_k=top_k, history=last)
+        except (BadInput, LLMUnavailable) as exc:  # this question failed; the chat goes on
+            click.echo(f"Error: {exc}", err=True)
+            continue
+        _print_answer(last)
+        click.echo("")
+
+
+def _print_answer(answer: Answer) -> None:
+    """An answer for a terminal: the text and its references on stdout, what was left out and how on stderr."""
     click.echo(answer.text)
     for sentence in answer.sentences:
         if sentence.verdict == "unsupported":

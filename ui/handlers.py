@@ -90,15 +90,17 @@ class Handlers:
         question: str,
         history: list[dict[str, Any]],
         turns: dict[int, tuple[str, str]],
+        last: Answer | None,
         top_k: int,
         llm_label: str | None,
     ) -> Iterator[tuple[Any, ...]]:
+        """Answer ``question`` as a follow-up to ``last``, the chat's previous answer (None: a new chat)."""
         history = [
             *history,
             {"role": "user", "content": question},
             {"role": "assistant", "content": "*Searching the collection…*"},
         ]
-        yield history, gr.skip(), gr.skip(), gr.skip()
+        yield history, gr.skip(), gr.skip(), gr.skip(), gr.skip()
         llm = self.choices.get(llm_label or "")
         # The page's own model answers with the page's services; another model from the menu
         # with its own, sharing this page's store and encoder.
@@ -106,19 +108,19 @@ class Handlers:
         services = self.services if mine else get_services(self.settings.model_copy(update={"llm": llm}))
         streamed = ""
         try:
-            for item in ask_stream(question, services=services, top_k=int(top_k)):
+            for item in ask_stream(question, services=services, top_k=int(top_k), history=last):
                 if isinstance(item, Answer):
                     history[-1] = {"role": "assistant", "content": answer_markdown(item)}
                     panel, copy_text = sources_html(item), item.with_references()
                     turns = {**turns, len(history) - 1: (panel, copy_text)}
-                    yield history, panel, copy_text, turns
+                    yield history, panel, copy_text, turns, item
                 elif isinstance(item, Reading):  # the sources at once, while the model reads them
                     history[-1] = {"role": "assistant", "content": reading_markdown(item)}
-                    yield history, reading_html(item), "", gr.skip()
+                    yield history, reading_html(item), "", gr.skip(), gr.skip()
                 else:
                     streamed += item
                     history[-1] = {"role": "assistant", "content": streaming_markdown(streamed)}
-                    yield history, gr.skip(), gr.skip(), gr.skip()
+                    yield history, gr.skip(), gr.skip(), gr.skip(), gr.skip()
         except PaperciteError as exc:
             yield from _failed(history, turns, page_message(exc, self.settings))
         except Exception:
@@ -167,7 +169,7 @@ def _failed(
 ) -> Iterator[tuple[Any, ...]]:
     """End an answer that failed: the message in the chat and as a ``gr.Error``, no sources."""
     history[-1] = {"role": "assistant", "content": f"⚠️ {message}"}
-    yield history, NO_SOURCES, "", turns
+    yield history, NO_SOURCES, "", turns, gr.skip()
     raise gr.Error(message, print_exception=False) from None
 
 

@@ -23,8 +23,8 @@ from ui.options import command_settings as _settings
     "gold_set",
     default="bundled",
     show_default=True,
-    help="bundled (the sample's hand-written questions), asreview (2,000 ASReview abstracts, with --asreview), "
-    "scifact (with --scifact), or a JSONL gold set asked of your store.",
+    help="bundled (the sample's hand-written questions), followup (two-turn chats over the sample), asreview "
+    "(2,000 ASReview abstracts, with --asreview), scifact (with --scifact), or a JSONL gold set asked of your store.",
 )
 @click.option(
     "--split",
@@ -71,6 +71,9 @@ from ui.options import command_settings as _settings
 @click.option("--support", is_flag=True, help="Judge each answer sentence's support with the embedded LLM (slow).")
 @click.option("--gate", is_flag=True, help="Exit with 7 when a test-part metric misses the CI threshold.")
 @click.option(
+    "--alone", is_flag=True, help="With --set followup: ask each follow-up without its first turn (the baseline)."
+)
+@click.option(
     "--out",
     "out_dir",
     type=click.Path(path_type=Path, file_okay=False),
@@ -91,6 +94,7 @@ def eval_command(
     retrieval_only: bool,
     support: bool,
     gate: bool,
+    alone: bool,
     out_dir: Path,
 ) -> None:
     """Measure retrieval, citation accuracy and abstention against a gold set (dev and test side by side)."""
@@ -109,6 +113,7 @@ def eval_command(
         retrieval_only=retrieval_only,
         support=support,
         gate=gate,
+        alone=alone,
         out_dir=out_dir,
         echo=click.echo,
     )
