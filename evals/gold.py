@@ -1,7 +1,8 @@
 """Gold sets: questions over the sample corpus and over ASReview abstracts, and SciFact from a path.
 
 The bundled set (``evals/data/bundled.jsonl``) was written by hand from the 84
-sample abstracts: each record has a question in words other than the title's,
+sample abstracts (so were the two-turn chats of the ``followup`` set, whose records
+add ``history``, the first question, and ``pattern``): each record has a question in words other than the title's,
 its kind (single, multi, out_of_scope, false_premise), the gold titles and one to
 three short facts a correct answer must convey. Every hand-written set has two
 parts: a development part (``*-dev`` or the original ``bundled.jsonl``) that
@@ -41,6 +42,8 @@ BUNDLED = DATA / "bundled.jsonl"
 GOLD_SETS: dict[str, tuple[Path, Path]] = {
     "bundled": (BUNDLED, DATA / "bundled-test.jsonl"),
     "asreview": (DATA / "asreview-dev.jsonl", DATA / "asreview-test.jsonl"),
+    # Two-turn chats over the bundled collection: a first question, then a follow-up.
+    "followup": (DATA / "followup-dev.jsonl", DATA / "followup-test.jsonl"),
 }
 #: Abstracts :func:`load_asreview` takes from each ASReview review (4 reviews: 2,000 in all).
 ASREVIEW_PER_SOURCE = 500
@@ -62,6 +65,11 @@ class GoldQuestion:
         facts: short strings a correct answer conveys.
         near_miss: for an out-of-scope question, True when it shares many words with a
             stored abstract that does not answer it.
+        history: the questions asked before this one in the same chat, oldest first;
+            empty for a question asked on its own. Gold and facts are this question's.
+        pattern: for a follow-up, how it depends on the first turn: detail (more about
+            the same paper), narrow (some of the papers), switch (a new topic),
+            uncovered (something their abstracts do not state).
     """
 
     id: str
@@ -71,6 +79,8 @@ class GoldQuestion:
     gold_titles: tuple[str, ...]
     facts: tuple[str, ...]
     near_miss: bool = False
+    history: tuple[str, ...] = ()
+    pattern: str = ""
 
     @property
     def answerable(self) -> bool:
@@ -111,6 +121,8 @@ def load_gold(path: str | Path = BUNDLED) -> list[GoldQuestion]:
                     titles,
                     tuple(record.get("facts", [])),
                     bool(record.get("near_miss", False)),
+                    tuple(record.get("history", [])),
+                    str(record.get("pattern", "")),
                 )
             )
         except (ValueError, KeyError, TypeError) as exc:

@@ -115,9 +115,15 @@ def run_answers(
     llm: LLM | None = None,
     abstracts: dict[str, str] | None = None,
     split: str = "",
+    alone: bool = False,
     log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
 ) -> EvalRun:
     """Ask every question through ``rag.ask`` and score answers, citations and retrieval.
+
+    A question with a ``history`` is a follow-up: its earlier questions are asked first,
+    each as a follow-up to the one before, and it is asked with the last answer as
+    ``history``. Only the follow-up is scored; the record keeps the first turn's
+    first-token seconds beside its own.
 
     Args:
         questions: the gold set.
@@ -128,15 +134,23 @@ def run_answers(
         abstracts: each paper's whole abstract by paper id, for the unsupported-number
             check; papers missing from it are checked against the passages retrieved.
         split: "dev" or "test", recorded with each question.
+        alone: ask follow-ups without their earlier turns (the baseline a follow-up is measured against).
         log: receives one progress line per question.
     """
     key = key or (lambda _pid, title: title_key(title))
     run = EvalRun("answers", settings=settings.model_dump(mode="json"))
     for i, q in enumerate(questions, start=1):
-        ranking = [key(s.paper_id, s.title) for s in retrieve(q.question, top_k=10, settings=settings)]
-        answer = ask(q.question, settings=settings, llm=llm)
+        earlier = None
+        for asked in () if alone else q.history:
+            earlier = ask(asked, settings=settings, llm=llm, history=earlier)
+        previous = q.history[-1] if q.history and not alone else None
+        ranking = [key(s.paper_id, s.title) for s in retrieve(q.question, 10, previous=previous, settings=settings)]
+        answer = ask(q.question, settings=settings, llm=llm, history=earlier)
         record = _score(q, answer, ranking, key, judge, abstracts or {})
         record["split"] = split
+        if q.history:
+            record |= {"history": list(q.history), "pattern": q.pattern, "alone": alone}
+            record["history_first_token"] = earlier.timings.first_token if earlier else None
         if replayed := getattr(llm, "take_replayed_seconds", None):  # a ReplayLLM: add what generation cost
             record["seconds"] += replayed()
         run.records.append(record)
@@ -184,6 +198,7 @@ def _score(
         "seconds": answer.timings.total,
         "first_token": answer.timings.first_token,
         "prompt_tokens": answer.prompt_tokens,
+        "cached_tokens": answer.cached_tokens,
         "dropped_markers": answer.dropped_markers,
         **_ranking_scores(q, ranking),
         # An abstention on an answerable question is a miss: it scores 0, not "no answer".

@@ -56,6 +56,7 @@ def run_eval(
     retrieval_only: bool = False,
     support: bool = False,
     gate: bool = False,
+    alone: bool = False,
     out_dir: Path = Path("."),
     echo: Callable[[str], None] = print,
 ) -> bool:
@@ -70,7 +71,8 @@ def run_eval(
     ``replay`` names a generation cache (:mod:`evals.replay`) for tuning and ablations;
     ``ablate`` answers every question once per step of the answer path switched off
     (:mod:`evals.ablation`; ``ablate_steps``: only those) and writes ``ablation-<set>.md``
-    instead of the report.
+    instead of the report. ``followup`` holds two-turn chats over the bundled collection;
+    ``alone`` asks their follow-ups without the first turn, the baseline.
     The gate applies to the test part.
 
     Raises:
@@ -81,7 +83,7 @@ def run_eval(
     parts = {name: stratified(questions, limit) for name, questions in parts.items()}
     setup = _Setup(settings, parts, {p.id: p.abstract for p in papers}, key)
 
-    run = EvalRun(gold_set if gold_set in ("bundled", "asreview", "scifact") else Path(gold_set).name)
+    run = EvalRun(gold_set if gold_set in (*GOLD_SETS, "scifact") else Path(gold_set).name)
     if ablate or ablate_steps:
         _ablate(setup, run.name, command, replay or out_dir / "generations.jsonl", ablate_steps, out_dir, echo)
         return True
@@ -90,7 +92,7 @@ def run_eval(
         echo(retrieval_table(run.retrieval))
         failures = None
     else:
-        _answer(run, setup, replay, support, echo)
+        _answer(run, setup, replay, support, echo, alone)
         echo(metrics_table(run.summaries, THRESHOLDS if gate else None))
         failures = check_gate(gated_summary(run.summaries)) if gate else None
     return _report(run, out_dir, command, gate, failures, echo)
@@ -125,7 +127,9 @@ def _ablate(
     echo(f"wrote {path}")
 
 
-def _answer(run: EvalRun, setup: _Setup, replay: Path | None, support: bool, echo: Callable[[str], None]) -> None:
+def _answer(
+    run: EvalRun, setup: _Setup, replay: Path | None, support: bool, echo: Callable[[str], None], alone: bool = False
+) -> None:
     """Answer every part into ``run``: its records, a summary per part, the settings the answers used.
 
     ``replay`` answers through that generation cache; ``support`` judges each sentence's
@@ -145,7 +149,14 @@ def _answer(run: EvalRun, setup: _Setup, replay: Path | None, support: bool, ech
         judge = make_judge(setup.settings)
     for name, questions in setup.parts.items():
         answered = run_answers(
-            questions, setup.settings, key=setup.key, judge=judge, llm=llm, abstracts=setup.abstracts, split=name
+            questions,
+            setup.settings,
+            key=setup.key,
+            judge=judge,
+            llm=llm,
+            abstracts=setup.abstracts,
+            split=name,
+            alone=alone,
         )
         run.records += answered.records
         run.summaries[name] = summarize(answered.records)
@@ -200,7 +211,8 @@ def _load(
         names = ("dev", "test") if split == "both" else (split,)
         parts = {name: load_gold(dev if name == "dev" else test) for name in names}
         _check_gold(parts, papers)
-        return _filled(base, gold_set, papers, echo), parts, papers, by_title
+        store = "asreview" if gold_set == "asreview" else "bundled"  # follow-ups are asked of the bundled store
+        return _filled(base, store, papers, echo), parts, papers, by_title
     if gold_set == "scifact":
         if scifact_dir is None:
             raise BadInput("--set scifact needs --scifact DIR: the directory holding corpus.csv and claims_train.csv.")
@@ -208,7 +220,7 @@ def _load(
         return _filled(base, "scifact", papers, echo), {"all": questions}, papers, lambda pid, _title: pid
     if Path(gold_set).is_file():
         return base, {"all": load_gold(gold_set)}, [], by_title
-    raise BadInput(f"--set {gold_set!r} is not bundled, asreview, scifact or a JSONL file of questions.")
+    raise BadInput(f"--set {gold_set!r} is not bundled, followup, asreview, scifact or a JSONL file of questions.")
 
 
 def _check_gold(parts: dict[str, list[GoldQuestion]], papers: Sequence[Paper]) -> None:
