@@ -211,6 +211,19 @@ def test_scifact_loader_reads_adjacent_quoted_sentences(tmp_path: Path) -> None:
     assert [(c.question, set(c.gold)) for c in claims] == [("A claim.", {"scifact:7"})]
 
 
+def test_follow_up_sets_are_two_turn_chats_over_the_sample_with_every_pattern() -> None:
+    dev, test = (load_gold(p) for p in GOLD_SETS["followup"])
+    papers = {title_key(p.title): p for p in read_papers(sample_corpus()).papers}
+    for part in (dev, test):
+        assert len(part) >= 20 and all(len(q.history) == 1 for q in part)
+        assert {"detail", "narrow", "switch", "uncovered"} == {q.pattern for q in part}
+        for q in part:
+            assert q.gold <= papers.keys() and bool(q.gold) == q.answerable, q.id
+            text = normalize(" ".join(papers[k].abstract for k in q.gold))
+            assert all(normalize(f) in text for f in q.facts), q.id
+    assert not {q.question for q in dev} & {q.question for q in test} and not {q.id for q in dev} & {q.id for q in test}
+
+
 WAVELET = "WaveMix: A Resource-efficient Neural Network for Image Analysis"
 # A single-paper question of the sample corpus, answered by its WaveMix paper.
 WAVELET_QUESTION = GoldQuestion(
@@ -316,3 +329,28 @@ def test_ablation_switches_each_step_off_in_turn_and_replays_generations(sample_
     assert list(some) == ["all steps", "no decide"] and len(scripted.history) == 2  # all replayed
     with pytest.raises(BadInput, match="--ablate-step generate"):
         ablate(steps=("generate",))
+
+
+def test_a_follow_up_is_asked_after_its_first_turn_and_alone_without_it(sample_settings, scripted) -> None:
+    follow_up = GoldQuestion(
+        "f1",
+        "How many fewer parameters does it need than the alternatives?",
+        "single",
+        frozenset({title_key(WAVELET)}),
+        (WAVELET,),
+        ("fewer parameters",),
+        history=(WAVELET_QUESTION.question,),
+        pattern="detail",
+    )
+    first = "WaveMix uses a multi-level two-dimensional discrete wavelet transform (2D-DWT) in its blocks [1]."
+    scripted.enqueue(first, "WaveMix architectures require fewer parameters than the previous state-of-the-art [1].")
+    run = run_answers([follow_up], sample_settings, llm=scripted, log=lambda _: None)
+    record = run.records[0]
+    assert len(scripted.history) == 2 and scripted.history[1][len(scripted.history[0])].content == first
+    assert record["pattern"] == "detail" and record["history"] == [WAVELET_QUESTION.question]
+    assert record["citation_precision"] == 1.0 and record["facts_found"] == 1.0 and not record["alone"]
+
+    scripted.enqueue("It needs fewer parameters [1].")
+    alone = run_answers([follow_up], sample_settings, llm=scripted, log=lambda _: None, alone=True)
+    assert alone.records[0]["alone"] and alone.records[0]["history_first_token"] is None
+    assert len(scripted.history) <= 3 and WAVELET_QUESTION.question not in str(scripted.history[2:])
