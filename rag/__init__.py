@@ -11,6 +11,7 @@ from rag.answer import ask, ask_stream
 from rag.errors import BadInput, EmptyQuestion, IndexEmpty, LLMUnavailable, PaperciteError, StoreError
 from rag.retrieve import retrieve
 from rag.settings import Settings
+from rag.similar import similar
 from rag.types import Answer, Citation, Reading, Source, Timings
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "ask",
     "ask_stream",
     "retrieve",
+    "similar",
 ]

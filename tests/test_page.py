@@ -291,6 +291,26 @@ def test_a_follow_up_continues_the_chat_and_clear_chat_starts_a_new_one(
     page.close()
 
 
+def test_more_like_this_shows_the_papers_nearest_to_one_of_the_answers(
+    browser: Any, slow_page_url: str, gated: Any
+) -> None:
+    gated.release()
+    page = browser.new_page()
+    page.goto(slow_page_url)
+    page.wait_for_function("document.querySelector('#pc-collection')?.innerText.includes('papers')")
+    gated.enqueue("WaveMix mixes image tokens with a multi-level 2D wavelet transform [1].")
+    _send(page, WAVELET_Q)
+
+    page.click("#pc-similar input")
+    page.get_by_role("option", name=WAVELET_TITLE).click()
+    page.wait_for_function("document.querySelector('#pc-sources')?.innerText.includes('More like')", timeout=60_000)
+    heading = page.inner_text("#pc-sources h4")
+    assert WAVELET_TITLE in heading and heading.endswith("(5)")
+    titles = page.locator("#pc-sources .pc-similar .pc-title").all_inner_texts()
+    assert len(titles) == 5 and not any(WAVELET_TITLE in t for t in titles)  # never the paper itself
+    page.close()
+
+
 @pytest.fixture(scope="module")
 def bare_page_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The page over an empty store, with Ollama as the backend and nothing listening at its port."""

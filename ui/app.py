@@ -106,6 +106,7 @@ class _Side:
     """The right column: the sources of the answer shown, the collection and its uploads, the settings."""
 
     sources: gr.HTML
+    similar: gr.Dropdown
     collection: gr.Markdown
     files: gr.File
     report: gr.Markdown
@@ -153,6 +154,12 @@ def _side_column(settings: Settings, choices: dict[str, LLMSettings], default_ll
     with gr.Column(scale=2):
         gr.Markdown("### Sources")
         sources = gr.HTML(NO_SOURCES, elem_id="pc-sources")
+        similar = gr.Dropdown(
+            choices=[],
+            value=None,
+            label="More like this: pick a paper of the answer to see the collection's papers nearest to it",
+            elem_id="pc-similar",
+        )
         with gr.Accordion("Collection", open=True):
             collection = gr.Markdown(elem_id="pc-collection")
             files = gr.File(
@@ -178,7 +185,7 @@ def _side_column(settings: Settings, choices: dict[str, LLMSettings], default_ll
                 visible=len(choices) > 1,
                 elem_id="pc-llm",
             )
-    return _Side(sources, collection, files, report, top_k, llm)
+    return _Side(sources, similar, collection, files, report, top_k, llm)
 
 
 def _wire_events(app: gr.Blocks, chat: _Chat, side: _Side, state: _States, handlers: Handlers) -> None:
@@ -204,6 +211,8 @@ def _wire_events(app: gr.Blocks, chat: _Chat, side: _Side, state: _States, handl
     chat.chatbot.select(
         handlers.show_turn, inputs=state.turns, outputs=[side.sources, chat.copy_box], api_visibility="private"
     )
+    state.last.change(handlers.similar_choices, inputs=state.last, outputs=side.similar, api_visibility="private")
+    side.similar.input(handlers.more_like, inputs=side.similar, outputs=side.sources, api_visibility="private")
     chat.clear_button.click(  # a new chat: the next question follows nothing up
         lambda: ([], {}, None, NO_SOURCES, ""),
         outputs=[chat.chatbot, state.turns, state.last, side.sources, chat.copy_box],

@@ -140,6 +140,23 @@ def chat(top_k: int | None, backend: str | None) -> None:
         click.echo("")
 
 
+@cli.command()
+@click.argument("title")
+@click.option("--top-k", type=click.IntRange(1, 50), default=5, show_default=True, help="How many papers.")
+@click.option("--json", "as_json", is_flag=True, help="Print the papers as JSON.")
+def similar(title: str, top_k: int, as_json: bool) -> None:
+    """The papers of the collection nearest to the one titled TITLE (no LLM call)."""
+    from rag.similar import similar as rag_similar
+
+    papers = rag_similar(title, top_k, settings=_settings())
+    if as_json:
+        click.echo(json.dumps([asdict(p) for p in papers], indent=2, ensure_ascii=False))
+        return
+    for p in papers:
+        year = f", {p.year}" if p.year else ""
+        click.echo(f"[{p.number}] {p.title}{year} (similarity {p.similarity:.2f})")
+
+
 def _print_answer(answer: Answer) -> None:
     """An answer for a terminal: the text and its references on stdout, what was left out and how on stderr."""
     click.echo(answer.text)

@@ -19,6 +19,7 @@ from rag.answer import ask, ask_stream, clean_question
 from rag.errors import IndexEmpty, PaperciteError
 from rag.services import Services, get_services
 from rag.settings import LLMSettings, Settings
+from rag.similar import similar
 from rag.types import Answer, Reading
 from ui.render import (
     answer_markdown,
@@ -27,6 +28,7 @@ from ui.render import (
     example_questions,
     reading_html,
     reading_markdown,
+    similar_html,
     sources_html,
     streaming_markdown,
     upload_report_markdown,
@@ -126,6 +128,20 @@ class Handlers:
         except Exception:
             log.exception("Answering %r failed", question)
             yield from _failed(history, turns, "Answering failed unexpectedly; the details are in the server's log.")
+
+    def similar_choices(self, last: Answer | None) -> Any:
+        """The "More like this" menu: the papers of the chat's last answer."""
+        titles = list(dict.fromkeys(s.title for s in last.sources)) if last else []
+        return gr.Dropdown(choices=titles, value=None)
+
+    def more_like(self, title: str | None) -> Any:
+        """The sources panel showing the papers nearest to ``title`` (no LLM call)."""
+        if not title:
+            return gr.skip()
+        try:
+            return similar_html(title, similar(title, services=self.services))
+        except PaperciteError as exc:
+            raise gr.Error(page_message(exc, self.settings), print_exception=False) from None
 
     def show_turn(self, turns: dict[int, tuple[str, str]], evt: gr.SelectData) -> tuple[Any, Any]:
         index = evt.index if isinstance(evt.index, int) else evt.index[0]

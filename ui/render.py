@@ -23,6 +23,7 @@ __all__ = [
     "highlight",
     "reading_html",
     "reading_markdown",
+    "similar_html",
     "sources_html",
     "streaming_markdown",
     "upload_report_markdown",
@@ -158,6 +159,16 @@ def reading_html(reading: Reading) -> str:
     )
 
 
+def similar_html(title: str, sources: Sequence[Source]) -> str:
+    """The sources panel for "more like this": the papers nearest to ``title``'s, no LLM involved."""
+    cards = "".join(_card(s, "", "pc-similar") for s in sources)
+    return (
+        f'<div class="pc-sources"><h4>More like “{html.escape(title)}” ({len(sources)})</h4>'
+        '<p class="pc-note">The papers of the collection nearest to it in meaning, closest first.</p>'
+        f"{cards or '<p>No other papers in the collection.</p>'}</div>"
+    )
+
+
 def _card(source: Source, question: str, kind: str, best: str = "") -> str:
     title = html.escape(source.title)
     if source.url and source.url.startswith(("https://", "http://")):
@@ -170,7 +181,8 @@ def _card(source: Source, question: str, kind: str, best: str = "") -> str:
         byline.append(str(source.year))
     if source.similarity is not None:
         byline.append(f"similarity {source.similarity:.2f}")
-    byline.append(f"fused score {source.score:.4f}")
+    if kind != "pc-similar":  # a similar paper's score is its similarity
+        byline.append(f"fused score {source.score:.4f}")
     passages = "".join(f"<blockquote>{_passage(p, question, best)}</blockquote>" for p in source.passages)
     if kind not in ("pc-cited", "pc-reading"):  # the evidence, and what the model reads, show; the rest stay folded
         passages = f"<details><summary>passage</summary>{passages}</details>"
