@@ -9,6 +9,7 @@ for c in answer.citations:
 
 from rag.answer import ask, ask_stream
 from rag.errors import BadInput, EmptyQuestion, IndexEmpty, LLMUnavailable, PaperciteError, StoreError
+from rag.export import export
 from rag.retrieve import retrieve
 from rag.settings import Settings
 from rag.similar import similar
@@ -29,6 +30,7 @@ __all__ = [
     "Timings",
     "ask",
     "ask_stream",
+    "export",
     "retrieve",
     "similar",
 ]

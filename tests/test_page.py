@@ -251,6 +251,19 @@ def test_sources_show_while_the_model_reads_and_the_answer_replaces_them(
     page.close()
 
 
+WAVELET_REPLY = "WaveMix mixes image tokens with a multi-level 2D wavelet transform [1]."
+
+
+def _scripted_page(browser: Any, url: str, gated: Any) -> Any:
+    """A new tab on the page answered by the scripted model, its replies let through at once
+    (the tests using it assert what the model was asked and what the page shows, not when)."""
+    gated.release()
+    page = browser.new_page()
+    page.goto(url)
+    page.wait_for_function("document.querySelector('#pc-collection')?.innerText.includes('papers')")
+    return page
+
+
 def _send(page: Any, question: str) -> Any:
     """Ask on a page answered by the scripted model; return the finished reply's message."""
     before = page.locator("#pc-chat [data-testid=bot]").count()
@@ -267,12 +280,9 @@ def _send(page: Any, question: str) -> Any:
 def test_a_follow_up_continues_the_chat_and_clear_chat_starts_a_new_one(
     browser: Any, slow_page_url: str, gated: Any
 ) -> None:
-    gated.release()  # this test asserts what the model was asked, not when it answered
-    page = browser.new_page()
-    page.goto(slow_page_url)
-    page.wait_for_function("document.querySelector('#pc-collection')?.innerText.includes('papers')")
+    page = _scripted_page(browser, slow_page_url, gated)
     follow_up = "How many fewer parameters does it need than the alternatives?"
-    first_reply = "WaveMix mixes image tokens with a multi-level 2D wavelet transform [1]."
+    first_reply = WAVELET_REPLY
     gated.enqueue(first_reply, "WaveMix needs fewer parameters than the alternatives [1].", "It is small [1].")
     asked = len(gated.history)
 
@@ -294,11 +304,8 @@ def test_a_follow_up_continues_the_chat_and_clear_chat_starts_a_new_one(
 def test_more_like_this_shows_the_papers_nearest_to_one_of_the_answers(
     browser: Any, slow_page_url: str, gated: Any
 ) -> None:
-    gated.release()
-    page = browser.new_page()
-    page.goto(slow_page_url)
-    page.wait_for_function("document.querySelector('#pc-collection')?.innerText.includes('papers')")
-    gated.enqueue("WaveMix mixes image tokens with a multi-level 2D wavelet transform [1].")
+    page = _scripted_page(browser, slow_page_url, gated)
+    gated.enqueue(WAVELET_REPLY)
     _send(page, WAVELET_Q)
 
     page.click("#pc-similar input")
@@ -308,6 +315,29 @@ def test_more_like_this_shows_the_papers_nearest_to_one_of_the_answers(
     assert WAVELET_TITLE in heading and heading.endswith("(5)")
     titles = page.locator("#pc-sources .pc-similar .pc-title").all_inner_texts()
     assert len(titles) == 5 and not any(WAVELET_TITLE in t for t in titles)  # never the paper itself
+    page.close()
+
+
+def test_the_answer_downloads_with_its_references_as_bibtex_ris_and_markdown(
+    browser: Any, slow_page_url: str, gated: Any
+) -> None:
+    import bibtexparser
+    import rispy
+
+    page = _scripted_page(browser, slow_page_url, gated)
+    assert page.locator("#pc-download-bibtex").is_disabled()  # nothing to download before an answer
+    gated.enqueue(WAVELET_REPLY)
+    _send(page, WAVELET_Q)
+
+    texts = {}
+    for fmt in ("bibtex", "ris", "markdown"):
+        page.wait_for_function(f"!document.querySelector('#pc-download-{fmt}').disabled", timeout=30_000)
+        with page.expect_download() as download:
+            page.click(f"#pc-download-{fmt}")
+        texts[fmt] = Path(download.value.path()).read_text(encoding="utf-8")
+    assert [e["title"] for e in bibtexparser.parse_string(texts["bibtex"]).entries] == [f"{{{WAVELET_TITLE}}}"]
+    assert [r["title"] for r in rispy.loads(texts["ris"])] == [WAVELET_TITLE]
+    assert "WaveMix mixes image tokens" in texts["markdown"] and f"*{WAVELET_TITLE}*" in texts["markdown"]
     page.close()
 
 

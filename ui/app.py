@@ -26,7 +26,7 @@ from rag.errors import PaperciteError
 from rag.llms import llm_choices
 from rag.services import Services, get_services
 from rag.settings import LLMSettings, Settings
-from ui.handlers import NO_SOURCES, Handlers, max_upload_bytes, page_message
+from ui.handlers import DOWNLOADS, NO_SOURCES, Handlers, max_upload_bytes, page_message
 
 __all__ = ["CSS", "UPLOAD_TYPES", "build_app", "launch", "page_message", "warm_up"]
 
@@ -99,6 +99,7 @@ class _Chat:
     copy_button: gr.Button
     clear_button: gr.Button
     copy_box: gr.Textbox
+    downloads: tuple[gr.DownloadButton, ...]  # the last answer as Markdown, BibTeX, RIS
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,11 @@ def _chat_column() -> _Chat:
         with gr.Row():
             copy_button = gr.Button("Copy answer with references", elem_id="pc-copy", size="sm")
             clear_button = gr.Button("Clear chat", elem_id="pc-clear", size="sm")
+        with gr.Row():
+            downloads = tuple(
+                gr.DownloadButton(label, value=None, interactive=False, elem_id=f"pc-download-{fmt}", size="sm")
+                for fmt, label in DOWNLOADS.items()
+            )
         copy_box = gr.Textbox(
             label="Answer with references",
             lines=4,
@@ -147,7 +153,7 @@ def _chat_column() -> _Chat:
             buttons=["copy"],
             elem_id="pc-copy-text",
         )
-    return _Chat(chatbot, question, ask_button, examples, copy_button, clear_button, copy_box)
+    return _Chat(chatbot, question, ask_button, examples, copy_button, clear_button, copy_box, downloads)
 
 
 def _side_column(settings: Settings, choices: dict[str, LLMSettings], default_llm: str | None) -> _Side:
@@ -212,6 +218,7 @@ def _wire_events(app: gr.Blocks, chat: _Chat, side: _Side, state: _States, handl
         handlers.show_turn, inputs=state.turns, outputs=[side.sources, chat.copy_box], api_visibility="private"
     )
     state.last.change(handlers.similar_choices, inputs=state.last, outputs=side.similar, api_visibility="private")
+    state.last.change(handlers.downloads, inputs=state.last, outputs=list(chat.downloads), api_visibility="private")
     side.similar.input(handlers.more_like, inputs=side.similar, outputs=side.sources, api_visibility="private")
     chat.clear_button.click(  # a new chat: the next question follows nothing up
         lambda: ([], {}, None, NO_SOURCES, ""),

@@ -92,20 +92,31 @@ def ingest(paths: tuple[Path, ...], fmt: str | None, sample: bool) -> None:
 
 @cli.command()
 @click.argument("question")
-@click.option("--json", "as_json", is_flag=True, help="Print the whole answer as JSON.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "markdown", "bibtex", "ris", "json"]),
+    default="text",
+    show_default=True,
+    help="text for the terminal; markdown (the answer and its references), bibtex or ris (the cited "
+    "papers, for a reference manager), or json (the whole answer).",
+)
+@click.option("--json", "as_json", is_flag=True, help="The same as --format json.")
 @click.option("--top-k", type=click.IntRange(1, 50), help="How many papers to give the model.")
 @click.option("--backend", type=LLM_BACKENDS, help="LLM backend for this answer.")
 @click.option("--judge", is_flag=True, help="Also have the LLM judge each sentence against its abstracts (slow).")
-def ask(question: str, as_json: bool, top_k: int | None, backend: str | None, judge: bool) -> None:
+def ask(question: str, fmt: str, as_json: bool, top_k: int | None, backend: str | None, judge: bool) -> None:
     """Answer QUESTION from the collection, citing paper titles; every sentence is checked against its abstract."""
     from rag import ask as rag_ask
+    from rag.export import export
 
     settings = _settings(backend)
     if judge:
         settings = settings.updated(answer={"judge": True})
     answer = rag_ask(question, settings=settings, top_k=top_k)
-    if as_json:
-        click.echo(json.dumps(asdict(answer), indent=2, ensure_ascii=False))
+    fmt = "json" if as_json else fmt
+    if fmt != "text":
+        click.echo(export(answer, fmt), nl=False)
         return
     _print_answer(answer)
 

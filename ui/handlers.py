@@ -7,6 +7,7 @@ The page's layout and wiring are in ``ui/app.py``.
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -17,6 +18,7 @@ import gradio as gr
 from ingest import ingest_path
 from rag.answer import ask, ask_stream, clean_question
 from rag.errors import IndexEmpty, PaperciteError
+from rag.export import SUFFIX, export
 from rag.services import Services, get_services
 from rag.settings import LLMSettings, Settings
 from rag.similar import similar
@@ -34,10 +36,12 @@ from ui.render import (
     upload_report_markdown,
 )
 
-__all__ = ["NO_SOURCES", "Handlers", "max_upload_bytes", "page_message"]
+__all__ = ["DOWNLOADS", "NO_SOURCES", "Handlers", "max_upload_bytes", "page_message"]
 
 log = logging.getLogger(__name__)
 
+#: The page's download buttons: format -> label.
+DOWNLOADS = {"markdown": "Download Markdown", "bibtex": "Download BibTeX", "ris": "Download RIS"}
 NO_SOURCES = (
     '<div class="pc-sources"><p class="pc-empty">Ask a question: the papers behind the answer appear here.</p></div>'
 )
@@ -133,6 +137,18 @@ class Handlers:
         """The "More like this" menu: the papers of the chat's last answer."""
         titles = list(dict.fromkeys(s.title for s in last.sources)) if last else []
         return gr.Dropdown(choices=titles, value=None)
+
+    def downloads(self, last: Answer | None) -> tuple[Any, ...]:
+        """The download buttons: the chat's last answer with its references in each format, or disabled."""
+        if last is None:
+            return tuple(gr.DownloadButton(value=None, interactive=False) for _ in DOWNLOADS)
+        folder = Path(tempfile.mkdtemp(prefix="papercite-answer-"))
+        buttons = []
+        for fmt in DOWNLOADS:
+            path = folder / f"papercite-answer{SUFFIX[fmt]}"
+            path.write_text(export(last, fmt), encoding="utf-8")
+            buttons.append(gr.DownloadButton(value=str(path), interactive=True))
+        return tuple(buttons)
 
     def more_like(self, title: str | None) -> Any:
         """The sources panel showing the papers nearest to ``title`` (no LLM call)."""
