@@ -1,4 +1,4 @@
-"""Read paper files (saved page, JSON Lines, JSON, CSV/TSV, BibTeX) into ``Paper`` records.
+"""Read paper files (saved page, JSON Lines, JSON, CSV/TSV, BibTeX, a Zotero library) into ``Paper`` records.
 
 ``read_papers`` is the entry point: it opens the file (through gzip for ``.gz``),
 decodes it as UTF-8 and hands the text to the reader for its format. A file that
@@ -7,8 +7,8 @@ a bad record inside a usable file becomes a :class:`Problem` and the rest still
 goes in. Every ``parse_*`` function takes text and a file name, so tests and
 callers holding text in memory need no file.
 
-The saved-page and BibTeX readers live in :mod:`ingest.page` and :mod:`ingest.bibtex`
-(and are importable from here too); every reader hands its records to
+The saved-page, BibTeX and Zotero readers live in :mod:`ingest.page`, :mod:`ingest.bibtex`
+and :mod:`ingest.zotero` (and are importable from here too); every reader hands its records to
 :class:`ingest.records.Collector`, which turns them into papers and problems.
 """
 
@@ -28,12 +28,13 @@ from ingest.bibtex import parse_bibtex
 from ingest.page import parse_page
 from ingest.papers import Problem, ReadResult
 from ingest.records import Collector
+from ingest.zotero import read_zotero
 from rag.errors import BadInput
 
 __all__ = ["FORMATS", "parse_bibtex", "parse_csv", "parse_json", "parse_jsonl", "parse_page", "read_papers"]
 
 #: The formats ``read_papers`` accepts as ``format=``.
-FORMATS = ("page", "jsonl", "json", "csv", "bibtex")
+FORMATS = ("page", "jsonl", "json", "csv", "bibtex", "zotero")
 
 _FORMAT_OF_SUFFIX = {
     ".txt": "page", ".text": "page", ".page": "page",
@@ -41,6 +42,7 @@ _FORMAT_OF_SUFFIX = {
     ".json": "json",
     ".csv": "csv", ".tsv": "csv",
     ".bib": "bibtex", ".bibtex": "bibtex",
+    ".sqlite": "zotero",
 }  # fmt: skip
 _SUFFIXES = ", ".join(_FORMAT_OF_SUFFIX)
 
@@ -67,6 +69,8 @@ def read_papers(path: str | Path, format: str | None = None) -> ReadResult:
     if path.is_dir():
         raise BadInput(f"{path} is a directory: expected one paper file; pass each file inside it instead.")
     fmt = _resolve_format(path, inner, format)
+    if fmt == "zotero":  # a database, not text
+        return read_zotero(path)
     text = _read_text(path, fmt, gz=gz)
     if not text.strip():
         return ReadResult(problems=[Problem(f"{path.name}:1", "file is empty")])

@@ -341,6 +341,25 @@ def test_the_answer_downloads_with_its_references_as_bibtex_ris_and_markdown(
     page.close()
 
 
+def test_a_zotero_library_uploads_like_any_paper_file(
+    browser: Any, slow_page_url: str, gated: Any, tmp_path: Path
+) -> None:
+    try:
+        from tests.zotero_library import build_zotero_library
+    except ImportError:  # pragma: no cover - run from inside tests/
+        from zotero_library import build_zotero_library
+
+    page = _scripted_page(browser, slow_page_url, gated)
+    before = int(re.search(r"(\d+) papers", page.inner_text("#pc-collection"))[1])
+    page.set_input_files("#pc-upload input[type=file]", str(build_zotero_library(tmp_path / "zotero.sqlite")))
+    page.wait_for_function(
+        f"document.querySelector('#pc-collection').innerText.includes('{before + 2} papers')", timeout=120_000
+    )
+    report = page.inner_text("#pc-report")
+    assert "zotero.sqlite" in report and "no abstract" in report and str(tmp_path) not in report
+    page.close()
+
+
 @pytest.fixture(scope="module")
 def bare_page_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The page over an empty store, with Ollama as the backend and nothing listening at its port."""

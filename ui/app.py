@@ -32,7 +32,7 @@ __all__ = ["CSS", "UPLOAD_TYPES", "build_app", "launch", "page_message", "warm_u
 
 log = logging.getLogger(__name__)
 
-UPLOAD_TYPES = [".jsonl", ".json", ".csv", ".tsv", ".bib", ".txt", ".gz"]
+UPLOAD_TYPES = [".jsonl", ".json", ".csv", ".tsv", ".bib", ".txt", ".gz", ".sqlite"]  # .sqlite: a Zotero library
 CSS = """
 .pc-cite { display: inline-block; padding: 0 .35em; margin: 0 .1em; border-radius: .6em;
   background: #dbeafe; color: #1e3a8a; font-size: .85em; font-weight: 600; cursor: help; }
@@ -169,7 +169,8 @@ def _side_column(settings: Settings, choices: dict[str, LLMSettings], default_ll
         with gr.Accordion("Collection", open=True):
             collection = gr.Markdown(elem_id="pc-collection")
             files = gr.File(
-                label=f"Add papers: JSONL, CSV, BibTeX or page text (up to {settings.serve.max_upload_mb:g} MB each)",
+                label="Add papers: JSONL, CSV, BibTeX, page text or zotero.sqlite "
+                f"(up to {settings.serve.max_upload_mb:g} MB each)",
                 file_count="multiple",
                 file_types=UPLOAD_TYPES,
                 elem_id="pc-upload",

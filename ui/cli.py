@@ -69,15 +69,23 @@ def cli() -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["page", "jsonl", "json", "csv", "bibtex"]),
+    type=click.Choice(["page", "jsonl", "json", "csv", "bibtex", "zotero"]),
     help="Reader to use instead of guessing from the extension.",
 )
 @click.option("--sample", is_flag=True, help="Ingest the bundled sample of 84 papers.")
-def ingest(paths: tuple[Path, ...], fmt: str | None, sample: bool) -> None:
-    """Add the papers in PATHS (page text, JSONL/JSON, CSV or BibTeX) to the collection."""
+@click.option(
+    "--zotero",
+    "zotero_dir",
+    type=click.Path(path_type=Path),
+    help="Zotero's data directory (e.g. ~/Zotero): its library is read directly, read-only.",
+)
+def ingest(paths: tuple[Path, ...], fmt: str | None, sample: bool, zotero_dir: Path | None) -> None:
+    """Add the papers in PATHS (page text, JSONL/JSON, CSV, BibTeX, zotero.sqlite) to the collection."""
     from ingest import ingest_path, sample_corpus
+    from ingest.zotero import find_zotero_library
 
     targets = list(paths) + ([sample_corpus()] if sample else [])
+    targets += [find_zotero_library(zotero_dir)] if zotero_dir else []
     if not targets:
         raise BadInput("Nothing to ingest: give one or more files, e.g. `papercite ingest library.bib`, or --sample.")
     settings = _settings()
