@@ -55,4 +55,9 @@ def test_services_are_looked_up_only_by_the_public_entry_points() -> None:
                     for node in ast.walk(func):
                         if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "get_services":
                             callers.add(f"{package}.{path.stem}.{func.name}")
-    assert callers == {"rag.answer.ask_stream", "rag.retrieve.retrieve", "ingest.pipeline.ingest_papers"}
+    assert callers == {
+        "rag.answer.ask_stream",
+        "rag.retrieve.retrieve",
+        "rag.similar.similar",
+        "ingest.pipeline.ingest_papers",
+    }
