@@ -59,6 +59,18 @@ def read_zotero(path: str | Path) -> ReadResult:
     """
     path = find_zotero_library(path)
     try:
+        with path.open("rb") as f:
+            header = f.read(16)
+    except OSError as exc:
+        raise BadInput(
+            f"Cannot read {path}: {exc.strerror or exc}; make it readable, or copy it and give the copy."
+        ) from None
+    if header != b"SQLite format 3\x00":
+        raise BadInput(
+            f"{path} is not a Zotero library (not an SQLite database): give the zotero.sqlite from your "
+            "Zotero data directory."
+        )
+    try:
         with closing(_connect(path)) as db:
             fields, creators = _items(db), _creators(db)
     except sqlite3.DatabaseError as exc:

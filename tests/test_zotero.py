@@ -74,7 +74,7 @@ def test_a_library_zotero_holds_locked_is_still_read(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "needle"),
     [
-        (b"not a database at all\n" * 100, "is not a Zotero library (file is not a database)"),
+        (b"not a database at all\n" * 100, "is not a Zotero library (not an SQLite database)"),
         (None, "is not a Zotero library (it has no creators, itemCreators, fieldsCombined tables)"),
     ],
 )
