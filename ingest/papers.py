@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-import unicodedata
 from dataclasses import dataclass, field
+
+from rag.chunks import normalize_title  # papercite reads titles back by the same folding (rag.similar)
 
 __all__ = ["Paper", "Problem", "ReadResult", "normalize_title", "paper_id"]
 
 _DOI_PREFIX = re.compile(r"^(?:https?://(?:dx\.)?doi\.org/|doi:\s*)", re.IGNORECASE)
 _ARXIV_PREFIX = re.compile(r"^(?:https?://arxiv\.org/(?:abs|pdf)/|arxiv:\s*)", re.IGNORECASE)
 _ARXIV_VERSION = re.compile(r"v\d+$")
-
-
-def normalize_title(title: str) -> str:
-    """Fold a title to the form used for its hash: NFKC, casefolded, letters and digits only."""
-    folded = unicodedata.normalize("NFKC", title).casefold()
-    return " ".join(re.findall(r"\w+", folded))
 
 
 def paper_id(title: str, *, doi: str | None = None, arxiv_id: str | None = None) -> str:

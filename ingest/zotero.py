@@ -93,22 +93,26 @@ def read_zotero(path: str | Path) -> ReadResult:
 
 def _connect(path: Path) -> sqlite3.Connection:
     """The library opened read-only, and checked to be Zotero's; immutable when Zotero holds its lock."""
-    for query in ("mode=ro", "mode=ro&immutable=1"):
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?{query}", uri=True)
-        try:
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        except sqlite3.OperationalError as exc:
-            db.close()
-            if "locked" in str(exc) and "immutable" not in query:
-                continue  # Zotero is running: read it without taking a lock
+    try:
+        return _open(path, "mode=ro")
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc):
             raise
+        return _open(path, "mode=ro&immutable=1")  # Zotero is running: read it without taking a lock
+
+
+def _open(path: Path, query: str) -> sqlite3.Connection:
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?{query}", uri=True)
+    try:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         missing = sorted({"items", "itemData", "itemDataValues", "creators", "itemCreators", "itemTypes"} - tables)
         missing += ["fieldsCombined"] if tables.isdisjoint({"fields", "fieldsCombined"}) else []
         if missing:
-            db.close()
             raise sqlite3.DatabaseError(f"it has no {', '.join(missing)} table{'s' if len(missing) > 1 else ''}")
-        return db
-    raise AssertionError("unreachable")  # pragma: no cover
+    except sqlite3.DatabaseError:
+        db.close()
+        raise
+    return db
 
 
 def _items(db: sqlite3.Connection) -> dict[int, dict[str, str]]:

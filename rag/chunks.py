@@ -7,15 +7,23 @@ metadata as strings, ints and floats, so the conversions live in this one place.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["HIDDEN", "ChunkRecord", "chunk_id"]
+__all__ = ["HIDDEN", "ChunkRecord", "chunk_id", "normalize_title"]
 
 # Metadata every chunk carries but neither the embedding nor the LLM should see
 # (only the title is embedded with the text and shown in the prompt).
 HIDDEN = ("paper_id", "authors", "year", "url", "origin", "content_hash", "chunk_index", "n_chunks")
+
+
+def normalize_title(title: str) -> str:
+    """Fold a title to the form a paper's id hashes (``ingest.papers.paper_id``): NFKC, casefolded, words only."""
+    folded = unicodedata.normalize("NFKC", title).casefold()
+    return " ".join(re.findall(r"\w+", folded))
 
 
 def chunk_id(paper_id: str, index: int) -> str:

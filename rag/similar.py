@@ -8,10 +8,9 @@ between any of its chunks and any of the paper's.
 from __future__ import annotations
 
 import difflib
-import re
-import unicodedata
 from typing import TYPE_CHECKING
 
+from rag.chunks import normalize_title
 from rag.errors import BadInput, IndexEmpty
 from rag.retrieve import ScoredChunk, group_by_paper, with_abstracts
 from rag.services import Services, get_services
@@ -24,11 +23,6 @@ if TYPE_CHECKING:
 __all__ = ["find_paper", "similar"]
 
 _PAGE = 1000
-
-
-def _fold(title: str) -> str:
-    """The title folded as paper ids fold it (``ingest.papers.normalize_title``): NFKC, casefolded, words only."""
-    return " ".join(re.findall(r"\w+", unicodedata.normalize("NFKC", title).casefold()))
 
 
 def find_paper(store: Store, title: str) -> str:
@@ -44,15 +38,15 @@ def find_paper(store: Store, title: str) -> str:
         rows = store.collection.get(where=where, include=["metadatas"], limit=1)  # type: ignore[arg-type]
         if rows["ids"]:
             return str((rows["metadatas"] or [{}])[0]["paper_id"])
-    folded, titles = _fold(wanted), {}
+    folded, titles = normalize_title(wanted), {}
     offset = 0
     while (rows := store.collection.get(where={"chunk_index": 0}, include=["metadatas"], limit=_PAGE, offset=offset))[
         "ids"
     ]:
         for meta in rows["metadatas"] or []:
-            if _fold(str(meta["title"])) == folded:
+            if (key := normalize_title(str(meta["title"]))) == folded:
                 return str(meta["paper_id"])
-            titles[_fold(str(meta["title"]))] = str(meta["title"])
+            titles[key] = str(meta["title"])
         offset += len(rows["ids"])
     if not titles:
         raise IndexEmpty(
