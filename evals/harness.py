@@ -28,6 +28,7 @@ from evals.metrics import (
     unsupported_number_sentences,
 )
 from rag.answer import ask
+from rag.collections import DEFAULT
 from rag.llms import models_dir
 from rag.retrieve import group_by_paper, retrieve
 from rag.services import get_services
@@ -87,7 +88,8 @@ class EvalRun:
 def eval_settings(base: Settings, name: str, **updates: Any) -> Settings:
     """``base`` with its own data directory for gold set ``name`` (and section updates)."""
     # The eval's own store, but the model file joined once for the user's data directory.
-    own = base.model_copy(update={"data_dir": base.data_dir / "evals" / name})
+    # Its default collection there: the user's own collections never hold an eval's papers, nor list them.
+    own = base.model_copy(update={"data_dir": base.data_dir / "evals" / name}).updated(store={"collection": DEFAULT})
     return own.updated(**{**updates, "llm": {"models_dir": models_dir(base), **updates.get("llm", {})}})
 
 

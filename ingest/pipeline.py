@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ingest.papers import Paper, Problem
 from ingest.readers import read_papers
-from rag.chunks import HIDDEN, ChunkRecord
+from rag.chunks import ChunkRecord, source_of
 from rag.embedding import word_pieces
-from rag.errors import StoreBusy
 from rag.services import Services, get_services
 from rag.settings import Settings
 
@@ -30,7 +28,6 @@ if TYPE_CHECKING:
     from llama_index.core.node_parser import SentenceSplitter
     from llama_index.core.schema import TextNode
 
-    from rag.store import Store
 
 __all__ = ["IngestReport", "Progress", "chunk_papers", "ingest_papers", "ingest_path"]
 
@@ -112,7 +109,7 @@ def ingest_papers(
     started = time.perf_counter()
     services = services or get_services(settings or Settings())
     settings = services.settings
-    store = services.store
+    store = services.writable_store()
     store.check_embedding_model(settings.embedding.model)
     report = IngestReport(source)
 
@@ -124,7 +121,8 @@ def ingest_papers(
             )
         else:
             unique[paper.id] = paper
-    with _one_writer(store):
+    with store.writing():
+        store.ensure_filter_fields(locked=True)  # a store from before filters: its chunks get theirs first
         states = store.paper_states(unique)
         to_write: list[Paper] = []
         for pid, paper in unique.items():
@@ -145,6 +143,7 @@ def ingest_papers(
             report.added = [pid for pid in report.added if unique[pid].origin not in failed]
             report.updated = [pid for pid in report.updated if unique[pid].origin not in failed]
             store.record_embedding_model(settings.embedding.model)
+            store.add_sources({source_of(p.origin) for p in to_write if p.origin})
             # Until the rebuild below, BM25 is behind Chroma: a kill in between leaves the mark.
             store.sparse.mark_stale()
             # Old chunks of changed or half-written papers go first, so none is left orphaned.
@@ -154,30 +153,6 @@ def ingest_papers(
             store.rebuild_bm25()
     report.seconds = time.perf_counter() - started
     return report
-
-
-@contextmanager
-def _one_writer(store: Store) -> Iterator[None]:
-    """Hold the data directory's ingest lock, or refuse at once when another ingest holds it.
-
-    Two ingests interleaving deletes and writes of the same papers could leave either
-    one's chunks half replaced; refusing is clearer than an unexplained wait.
-    """
-    from filelock import FileLock, Timeout
-
-    store.ingest_lock.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(store.ingest_lock, timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise StoreBusy(
-            f"Another ingest is writing to the store at {store.location}: wait for it to finish, "
-            "then run this again (nothing was written)."
-        ) from None
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 def chunk_papers(papers: Iterable[Paper], services: Services) -> tuple[list[TextNode], list[Problem]]:
@@ -211,8 +186,8 @@ def _chunk(papers: Iterable[Paper], splitter: SentenceSplitter) -> tuple[list[Te
             id_=paper.id,
             text=paper.abstract,
             metadata=record.paper_metadata(),
-            excluded_embed_metadata_keys=list(HIDDEN),
-            excluded_llm_metadata_keys=list(HIDDEN),
+            excluded_embed_metadata_keys=record.hidden_keys(),
+            excluded_llm_metadata_keys=record.hidden_keys(),
         )
         try:
             chunks = splitter.get_nodes_from_documents([doc])

@@ -8,8 +8,18 @@ for c in answer.citations:
 """
 
 from rag.answer import ask, ask_stream
-from rag.errors import BadInput, EmptyQuestion, IndexEmpty, LLMUnavailable, PaperciteError, StoreError
+from rag.errors import (
+    BadInput,
+    EmptyQuestion,
+    IndexEmpty,
+    LLMUnavailable,
+    NoMatch,
+    PaperciteError,
+    StoreError,
+    UnknownCollection,
+)
 from rag.export import export
+from rag.filters import Filters
 from rag.retrieve import retrieve
 from rag.settings import Settings
 from rag.similar import similar
@@ -20,14 +30,17 @@ __all__ = [
     "BadInput",
     "Citation",
     "EmptyQuestion",
+    "Filters",
     "IndexEmpty",
     "LLMUnavailable",
+    "NoMatch",
     "PaperciteError",
     "Reading",
     "Settings",
     "Source",
     "StoreError",
     "Timings",
+    "UnknownCollection",
     "ask",
     "ask_stream",
     "export",

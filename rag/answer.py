@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from rag.context import best_sentences, continue_numbers
 from rag.errors import BadInput, EmptyQuestion, LLMUnavailable
+from rag.filters import Filters
 from rag.llms import BackendLLM, stream_chat
 from rag.prompt import ABSTAIN_TEXT, build_messages
 from rag.retrieve import retrieve_timed
@@ -60,6 +61,7 @@ def ask_stream(
     llm: LLM | None = None,
     services: Services | None = None,
     history: Answer | None = None,
+    filters: Filters | None = None,
 ) -> Iterator[str | Reading | Answer]:
     """Answer ``question`` from the collection, yielding what is known as soon as it is known.
 
@@ -89,9 +91,13 @@ def ask_stream(
             the chat's last question the model read, and the prompt continues the chat's earlier turns word
             for word (``Answer.conversation``), so a runtime that keeps its KV cache reads
             only what is new. No extra LLM call.
+        filters: only papers that pass are read (years, author, source file). The answer's
+            ``notice`` says how many papers a year filter left out for having no year.
 
     Raises:
         EmptyQuestion, BadInput: the question cannot be used.
+        NoMatch: no paper passes ``filters``; nothing is answered from the rest.
+        UnknownCollection: the collection in ``settings`` does not exist.
         IndexEmpty: nothing has been ingested.
         LLMUnavailable: the backend cannot answer.
     """
@@ -102,12 +108,12 @@ def ask_stream(
     conversation = history.conversation if history else ()
     # The question a follow-up follows is the chat's last one the model read (not one refused before it).
     previous = conversation[-1].question if conversation else None
-    sources, retrieval_s = retrieve_timed(text, services, top_k, previous=previous)
+    sources, retrieval_s, filtered = retrieve_timed(text, services, top_k, previous=previous, filters=filters)
     parts = Parts(settings, services.embed_model, services.store)
     draft = run_steps(PRE_STEPS, Draft(text, sources, context=list(sources), conversation=conversation), parts)
     if draft.abstained:  # nothing in the collection is close: say so without spending a generation
         yield ABSTAIN_TEXT
-        yield _answer(draft, Timings(retrieval_s, None, time.perf_counter() - started))
+        yield _answer(draft, Timings(retrieval_s, None, time.perf_counter() - started), notice=filtered)
         return
     numbered, context = continue_numbers(draft.sources, draft.context, conversation)
     draft = replace(draft, sources=numbered, context=context)
@@ -130,7 +136,7 @@ def ask_stream(
     shown = {s.paper_id for turn in conversation for s in turn.shown}
     turn = Turn(text, tuple(s for s in draft.context if s.paper_id not in shown), attempt.raw)
     draft = replace(draft, conversation=(*conversation, turn))
-    yield _answer(draft, timings, attempt)
+    yield _answer(draft, timings, attempt, notice=filtered)
 
 
 def _should_retry(raw: str, sources: list[Source], settings: Settings) -> bool:
@@ -140,8 +146,9 @@ def _should_retry(raw: str, sources: list[Source], settings: Settings) -> bool:
     return "retry" not in settings.answer.skip and best >= settings.answer.retry_similarity and says_not_covered(raw)
 
 
-def _answer(draft: Draft, timings: Timings, attempt: _Attempt | None = None) -> Answer:
-    """The answer ``draft`` became; ``attempt`` is the generation, None when no model was asked."""
+def _answer(draft: Draft, timings: Timings, attempt: _Attempt | None = None, *, notice: str = "") -> Answer:
+    """The answer ``draft`` became; ``attempt`` is the generation, None when no model was asked;
+    ``notice`` is what the filter left out (see :func:`rag.filters.check_filters`)."""
     return Answer(
         question=draft.question,
         text=draft.text,
@@ -153,7 +160,7 @@ def _answer(draft: Draft, timings: Timings, attempt: _Attempt | None = None) -> 
         dropped_markers=draft.dropped,
         prompt_tokens=attempt.prompt_tokens if attempt else None,
         cached_tokens=attempt.cached_tokens if attempt else None,
-        notice=attempt.notice if attempt else "",
+        notice=" ".join(n for n in (notice, attempt.notice if attempt else "") if n),
         sentences=tuple(draft.sentences),
         conversation=draft.conversation,
     )
@@ -219,6 +226,7 @@ def ask(
     llm: LLM | None = None,
     services: Services | None = None,
     history: Answer | None = None,
+    filters: Filters | None = None,
 ) -> Answer:
     """Answer ``question`` from the collection's abstracts, citing paper titles.
 
@@ -226,10 +234,14 @@ def ask(
         >>> answer = ask("Which architecture mixes image tokens with a 2D wavelet transform?")
         >>> for c in answer.citations: print(c.number, c.title)
         >>> ask("Which of them needs the least memory?", history=answer)  # a follow-up
+        >>> ask("How is attention made cheaper?", filters=Filters(since=2023, author="Han"))
 
     Args and raises are those of :func:`ask_stream`.
     """
-    for item in ask_stream(question, settings=settings, top_k=top_k, llm=llm, services=services, history=history):
+    stream = ask_stream(
+        question, settings=settings, top_k=top_k, llm=llm, services=services, history=history, filters=filters
+    )
+    for item in stream:
         if isinstance(item, Answer):  # the Reading and the streamed pieces are for pages
             return item
     raise AssertionError("ask_stream ended without an Answer")  # pragma: no cover

@@ -13,11 +13,40 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["HIDDEN", "ChunkRecord", "chunk_id", "normalize_title"]
+__all__ = ["AUTHOR_KEY", "ChunkRecord", "author_keys", "chunk_id", "fold_name", "normalize_title", "source_of"]
 
-# Metadata every chunk carries but neither the embedding nor the LLM should see
-# (only the title is embedded with the text and shown in the prompt).
-HIDDEN = ("paper_id", "authors", "year", "url", "origin", "content_hash", "chunk_index", "n_chunks")
+#: Prefix of the metadata keys that name a chunk's authors for filtering: ``author:han`` is True
+#: on every chunk of a paper one of whose authors is (or whose name ends in) "Han".
+AUTHOR_KEY = "author:"
+
+
+def fold_name(name: str) -> str:
+    """A person's name folded for matching: accents dropped, casefolded, words only ("Müller, J." -> "muller j")."""
+    decomposed = unicodedata.normalize("NFKD", name)
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+    return " ".join(re.findall(r"\w+", plain))
+
+
+def author_keys(authors: tuple[str, ...] | list[str]) -> list[str]:
+    """The filter keys of a paper's authors: each author's folded name and every ending of it.
+
+    "Song Han" gives ``author:song han`` and ``author:han``; "van der Berg, Jan" (BibTeX's
+    "Last, First") gives ``author:jan van der berg``, ``author:van der berg``, ``author:der berg``
+    and ``author:berg``. So a filter on the family name, with or without its particles, or on
+    the whole name matches, whatever the case and accents.
+    """
+    keys: set[str] = set()
+    for author in authors:
+        family, comma, given = author.partition(",")
+        words = fold_name(f"{given} {family}" if comma else author).split()
+        keys.update(AUTHOR_KEY + " ".join(words[i:]) for i in range(len(words)))
+    return sorted(keys)
+
+
+def source_of(origin: str) -> str:
+    """The file name a paper was read from, out of its ``file:line`` origin."""
+    name, colon, line = origin.rpartition(":")
+    return (name if colon and line.isdigit() else origin).replace("\\", "/").rsplit("/", 1)[-1]
 
 
 def normalize_title(title: str) -> str:
@@ -72,7 +101,16 @@ class ChunkRecord:
             "url": self.url or "",
             "origin": self.origin,
             "content_hash": self.content_hash,
+            **self.filter_metadata(),
         }
+
+    def filter_metadata(self) -> dict[str, Any]:
+        """What filters match on (Chroma ``where``): the source file's name and one key per author name."""
+        return {"source": source_of(self.origin), **dict.fromkeys(author_keys(self.authors), True)}
+
+    def hidden_keys(self) -> list[str]:
+        """Every metadata key but the title: neither the embedding nor the LLM sees them."""
+        return [key for key in self.metadata() if key != "title"]
 
     def metadata(self) -> dict[str, Any]:
         """This chunk's whole metadata, as Chroma stores it."""

@@ -7,7 +7,9 @@ for them.
 
     PaperciteError
     ├── BadInput            a file, record or setting papercite cannot use
-    │   └── EmptyQuestion   the question is empty or only whitespace
+    │   ├── EmptyQuestion   the question is empty or only whitespace
+    │   ├── NoMatch         a filter no paper of the collection passes
+    │   └── UnknownCollection  no collection has the name given
     ├── IndexEmpty          nothing has been ingested into the store yet
     ├── StoreError          the store cannot be opened or is inconsistent
     │   └── StoreBusy       another ingest is writing to the same data directory
@@ -21,9 +23,11 @@ __all__ = [
     "EmptyQuestion",
     "IndexEmpty",
     "LLMUnavailable",
+    "NoMatch",
     "PaperciteError",
     "StoreBusy",
     "StoreError",
+    "UnknownCollection",
 ]
 
 
@@ -37,6 +41,14 @@ class BadInput(PaperciteError):
 
 class EmptyQuestion(BadInput):
     """The question was empty or only whitespace."""
+
+
+class NoMatch(BadInput):
+    """No paper of the collection passes the filter given (papercite never falls back to no filter)."""
+
+
+class UnknownCollection(BadInput):
+    """No collection of the data directory (or Chroma server) has the name given."""
 
 
 class IndexEmpty(PaperciteError):

@@ -9,14 +9,16 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from llama_index.core import QueryBundle
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore
 
 from rag.chunks import ChunkRecord, chunk_id
+from rag.collections import DEFAULT
 from rag.errors import IndexEmpty
+from rag.filters import Filters, check_filters
 from rag.services import Services, get_services
 from rag.settings import RetrievalSettings, Settings
 from rag.types import Source
@@ -53,18 +55,30 @@ class DenseRetriever(BaseRetriever):
     Chroma itself, so a dense hit always shows what Chroma holds now.
     """
 
-    def __init__(self, store: Store, embed_model: BaseEmbedding, top_k: int) -> None:
+    def __init__(
+        self, store: Store, embed_model: BaseEmbedding, top_k: int, where: dict[str, Any] | None = None
+    ) -> None:
+        """Args:
+        store: the collection searched.
+        embed_model: embeds the question.
+        top_k: how many chunks to return.
+        where: a Chroma filter the chunks must pass; Chroma applies it before choosing the nearest.
+        """
         super().__init__()
         self._store = store
         self._embed_model = embed_model
         self._top_k = top_k
+        self._where = where
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
         embedding = query_bundle.embedding or self._embed_model.get_query_embedding(query_bundle.query_str)
         hits = self._store.collection.query(
-            query_embeddings=[embedding], n_results=self._top_k, include=["distances", "documents", "metadatas"]
+            query_embeddings=[embedding],
+            n_results=self._top_k,
+            where=self._where,
+            include=["distances", "documents", "metadatas"],
         )
         rows = zip((hits["distances"] or [[]])[0], (hits["documents"] or [[]])[0], (hits["metadatas"] or [[]])[0])
         # Chroma's cosine space reports 1 - cosine similarity.
@@ -95,9 +109,19 @@ class HybridRetriever(BaseRetriever):
         self._conf = conf
 
     @classmethod
-    def over(cls, store: Store, embed_model: BaseEmbedding, conf: RetrievalSettings) -> HybridRetriever:
-        """The hybrid retriever over ``store``'s Chroma collection and BM25 index."""
-        return cls(DenseRetriever(store, embed_model, conf.candidates), store.bm25(), conf)
+    def over(
+        cls, store: Store, embed_model: BaseEmbedding, conf: RetrievalSettings, where: dict[str, Any] | None = None
+    ) -> HybridRetriever:
+        """The hybrid retriever over ``store``'s Chroma collection and BM25 index.
+
+        With ``where``, both retrievers rank only chunks that pass it: Chroma filters before its
+        nearest-neighbour search, and BM25 before it picks its top hits, so each still returns
+        its full number of candidates when enough chunks pass.
+        """
+        sparse = store.bm25()
+        if where and sparse is not None:
+            sparse = store.passing(sparse, where)
+        return cls(DenseRetriever(store, embed_model, conf.candidates, where), sparse, conf)
 
     @property
     def dense(self) -> BaseRetriever:
@@ -154,23 +178,31 @@ def group_by_paper(chunks: Sequence[NodeWithScore], top_papers: int, chunks_per_
 
 
 def retrieve_timed(
-    question: str, services: Services, top_k: int | None = None, *, previous: str | None = None
-) -> tuple[list[Source], float]:
-    """Like :func:`retrieve`, also returning the seconds it took."""
+    question: str,
+    services: Services,
+    top_k: int | None = None,
+    *,
+    previous: str | None = None,
+    filters: Filters | None = None,
+) -> tuple[list[Source], float, str]:
+    """Like :func:`retrieve`, also returning the seconds it took and the filter's notice ("" if none)."""
     started = time.perf_counter()
     conf = services.settings.retrieval
-    retriever = services.retriever()
+    notice = check_filters(filters, services.store) if filters is not None else ""
+    retriever = services.retriever(filters.where() if filters is not None else None)
     chunks = retriever.retrieve(question)
     if previous:  # a follow-up: mostly what the two questions ask together ("... which of them ...?")
         together = retriever.retrieve(f"{previous} {question}")
         chunks = fuse([together, chunks], conf.rrf_k, (1.0, conf.follow_up_alone_weight))
     if not chunks and services.store.collection.count() == 0:  # counted only then: it costs ms on a large store
+        store = services.store
+        flag = "" if store.name == DEFAULT else f" --collection {store.name}"
         raise IndexEmpty(
-            f"The collection at {services.store.location} is empty: run "
-            "`papercite ingest --sample` for the bundled papers, or `papercite ingest FILE`."
+            f"The collection {store.name!r} at {store.location} is empty: run `papercite ingest{flag} --sample` "
+            f"for the bundled papers, or `papercite ingest{flag} FILE`."
         )
     sources = group_by_paper(chunks, top_k or conf.top_papers, conf.chunks_per_paper)
-    return with_abstracts(sources, chunks, services.store), time.perf_counter() - started
+    return with_abstracts(sources, chunks, services.store), time.perf_counter() - started, notice
 
 
 def fuse(
@@ -229,6 +261,7 @@ def retrieve(
     top_k: int | None = None,
     *,
     previous: str | None = None,
+    filters: Filters | None = None,
     settings: Settings | None = None,
     services: Services | None = None,
 ) -> list[Source]:
@@ -238,10 +271,14 @@ def retrieve(
         question: the question in plain language.
         top_k: how many papers to return; defaults to ``settings.retrieval.top_papers``.
         previous: the question before this one in the same chat, when this one follows it up.
+        filters: only papers that pass (years, author, source file); the top k are k that pass.
         settings: defaults to ``Settings()`` (environment and defaults).
         services: the parts to retrieve with; defaults to the shared ones for ``settings``.
 
     Raises:
         IndexEmpty: nothing has been ingested.
+        NoMatch: no paper passes ``filters`` (never an unfiltered result instead).
+        UnknownCollection: the collection in ``settings`` does not exist.
     """
-    return retrieve_timed(question, services or get_services(settings or Settings()), top_k, previous=previous)[0]
+    services = services or get_services(settings or Settings())
+    return retrieve_timed(question, services, top_k, previous=previous, filters=filters)[0]

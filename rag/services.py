@@ -83,7 +83,25 @@ class Services:
         """The LLM that writes answers (Ollama, embedded or OpenAI-compatible)."""
         from rag.llms import build_llm
 
-        return shared("llm", self.settings.cache_key(), lambda: build_llm(self.settings))
+        # One per LLM setting, whatever the collection: the page asks of several with one model.
+        key = self.settings.model_dump_json(exclude={"store"})
+        return shared("llm", key, lambda: build_llm(self.settings))
+
+    def writable_store(self) -> Store:
+        """The store, its collection created first when it does not exist yet (what an ingest writes to)."""
+        if "store" not in self.__dict__:
+            from rag.store import Store
+
+            Store(self.settings, create=True)  # the shared store below then opens the collection it made
+        return self.store
+
+    def with_collection(self, name: str) -> Services:
+        """These services for collection ``name``: the same encoder and LLM (a test's scripted one too)."""
+        other = Services(self.settings.updated(store={"collection": name}))
+        for part in ("embed_model", "backend"):
+            if part in self.__dict__:
+                other.__dict__[part] = self.__dict__[part]
+        return other
 
     @cached_property
     def embedded_backend(self) -> BackendLLM:
@@ -91,13 +109,14 @@ class Services:
         from rag.llms import build_llm
 
         settings = self.settings.updated(llm={"backend": "embedded"})
-        return shared("llm", settings.cache_key(), lambda: build_llm(settings))
+        return shared("llm", settings.model_dump_json(exclude={"store"}), lambda: build_llm(settings))
 
-    def retriever(self) -> HybridRetriever:
-        """The hybrid (dense + BM25) retriever over this store, with this encoder."""
+    def retriever(self, where: dict[str, Any] | None = None) -> HybridRetriever:
+        """The hybrid (dense + BM25) retriever over this store, with this encoder; ``where`` filters
+        both sides before they rank (a Chroma filter, e.g. ``rag.filters.Filters.where()``)."""
         from rag.retrieve import HybridRetriever
 
-        return HybridRetriever.over(self.store, self.embed_model, self.settings.retrieval)
+        return HybridRetriever.over(self.store, self.embed_model, self.settings.retrieval, where)
 
 
 _CACHE: dict[tuple[str, str], Any] = {}

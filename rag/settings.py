@@ -45,7 +45,12 @@ class StoreSettings(_Section):
         "Chroma PersistentClient under the data directory.",
     )
     chroma_port: int = Field(8000, description="Port of the Chroma server, when chroma_host is set.")
-    collection: str = Field("papers", description="Name of the Chroma collection.")
+    collection: str = Field(
+        "default",
+        description="The collection to read and write (`papercite collections` lists them): letters, digits, "
+        "'.', '_' and '-', up to 64. Each is a Chroma collection of its own in the same data directory "
+        "(default is the one named 'papers', as before collections existed).",
+    )
     batch_size: int = Field(256, ge=1, description="Chunks embedded and written per batch during ingest.")
 
 

@@ -24,7 +24,9 @@ with ``np.argpartition`` over every chunk's score, and NumPy's selection degrade
 badly when most values are equal. A question's terms touch a small part of a large
 store and every other chunk scores exactly 0: at 1M chunks the selection took
 160-210 ms, against about 2 ms among the non-zero scores alone. Chunks that share no
-term with the question are not hits anyway (the hybrid retriever drops them).
+term with the question are not hits anyway (the hybrid retriever drops them). A
+filter narrows the candidates the same way, before the top k is chosen
+(:meth:`SparseRetriever.only`), so a filtered question still gets k hits that pass it.
 """
 
 from __future__ import annotations
@@ -67,21 +69,52 @@ class SparseRetriever(BaseRetriever):
     Chroma no longer holds (deleted since the index was built) are left out.
     """
 
-    def __init__(self, bm25: bm25s.BM25, chunk_ids: np.ndarray, versions: np.ndarray, fetch: Fetch, top_k: int) -> None:
+    def __init__(
+        self,
+        bm25: bm25s.BM25,
+        chunk_ids: np.ndarray,
+        versions: np.ndarray,
+        fetch: Fetch,
+        top_k: int,
+        allowed: np.ndarray | None = None,
+    ) -> None:
         """Args:
         bm25: the score matrix and vocabulary.
         chunk_ids: the id of each indexed chunk, UTF-8 encoded, in index order.
         versions: each chunk's content hash when it was indexed (what ``papercite check`` compares).
         fetch: reads the hits' text and metadata by id.
         top_k: how many hits to return at most.
+        allowed: which indexed chunks may be hits (a filter's :meth:`mask`); None: all.
         """
         super().__init__()
         self.bm25 = bm25
         self.chunk_ids = chunk_ids
         self.versions = versions
         self.similarity_top_k = top_k
+        self.allowed = allowed
         self._fetch = fetch
         self._stemmer = Stemmer.Stemmer("english")
+        self._sorted: tuple[np.ndarray, np.ndarray] | None = None
+
+    def mask(self, ids: np.ndarray) -> np.ndarray:
+        """Which indexed chunks are among ``ids`` (UTF-8 encoded), as a boolean array in index order."""
+        if self._sorted is None:  # once per index: at 1M chunks the sort takes about a second
+            order = np.argsort(self.chunk_ids, kind="stable")
+            self._sorted = (order, self.chunk_ids[order])
+        order, ordered = self._sorted
+        mask = np.zeros(len(self.chunk_ids), dtype=bool)
+        if len(ids) and len(ordered):
+            at = np.clip(np.searchsorted(ordered, ids), 0, len(ordered) - 1)
+            mask[order[at[ordered[at] == ids]]] = True
+        return mask
+
+    def only(self, allowed: np.ndarray) -> SparseRetriever:
+        """This index with hits taken only among the ``allowed`` chunks (before the top k is chosen)."""
+        narrowed = SparseRetriever(
+            self.bm25, self.chunk_ids, self.versions, self._fetch, self.similarity_top_k, allowed
+        )
+        narrowed._sorted = self._sorted
+        return narrowed
 
     @classmethod
     def from_nodes(cls, nodes: Sequence[BaseNode], top_k: int, *, batch: int = 2000) -> SparseRetriever:
@@ -113,7 +146,7 @@ class SparseRetriever(BaseRetriever):
         if not ids:
             return []
         scores = self.bm25.get_scores_from_ids(ids)
-        hits = np.flatnonzero(scores > 0)
+        hits = np.flatnonzero(scores > 0 if self.allowed is None else (scores > 0) & self.allowed)
         if len(hits) > self.similarity_top_k:
             hits = hits[np.argpartition(scores[hits], -self.similarity_top_k)[-self.similarity_top_k :]]
         hits = hits[np.lexsort((hits, -scores[hits]))]

@@ -12,20 +12,24 @@ with its own data directory) write to the same collection.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.chunks import ChunkRecord
-from rag.errors import StoreError
+from rag.collections import DEFAULT, chroma_name, unknown
+from rag.errors import PaperciteError, StoreBusy, StoreError
 from rag.settings import Settings
 from rag.sparse import BM25Index
 
 if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
     from chromadb.api.models.Collection import Collection
     from llama_index.core.schema import TextNode
     from llama_index.vector_stores.chroma import ChromaVectorStore
@@ -33,10 +37,43 @@ if TYPE_CHECKING:
     from rag.check import StoreCheck
     from rag.sparse import SparseRetriever
 
-__all__ = ["PaperState", "Store", "StoreStats"]
+__all__ = ["PaperState", "Store", "StoreStats", "open_client"]
 
 _PAGE = 2000  # rows per Chroma get(); keeps memory flat on large stores
 _RECOUNT_SECONDS = 5.0  # how stale bm25()'s view of Chroma's chunk count may be
+# Collection metadata: every chunk carries the fields filters match on (rag.chunks.ChunkRecord.filter_metadata),
+# and the names of the files its papers came from.
+_FILTER_FIELDS, _SOURCES = "papercite_filter_fields", "papercite_sources"
+_MASKS = 8  # BM25 masks of recent filters kept per store
+
+
+def open_client(settings: Settings) -> tuple[ClientAPI, str]:
+    """The Chroma client for ``settings`` (a server, or the data directory's own), and where it is.
+
+    Raises:
+        StoreError: the directory or server cannot be opened.
+    """
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    conf = settings.store
+    chroma_settings = ChromaSettings(anonymized_telemetry=False)
+    path = settings.data_dir / "chroma"
+    location = f"chroma server at {conf.chroma_host}:{conf.chroma_port}" if conf.chroma_host else str(path)
+    try:
+        if conf.chroma_host:
+            return chromadb.HttpClient(host=conf.chroma_host, port=conf.chroma_port, settings=chroma_settings), location
+        path.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(path), settings=chroma_settings), location
+    except Exception as exc:  # chromadb raises many unrelated types here
+        raise StoreError(f"Cannot open the store at {location}: {exc}; {_hint(settings)}.") from exc
+
+
+def _hint(settings: Settings) -> str:
+    conf = settings.store
+    if conf.chroma_host:
+        return f"start it with `chroma run --path DIR --port {conf.chroma_port}`, or unset PAPERCITE_STORE__CHROMA_HOST"
+    return "check that the directory is writable, or set PAPERCITE_DATA_DIR elsewhere"
 
 
 @dataclass(frozen=True)
@@ -66,48 +103,41 @@ class PaperState:
 class Store:
     """One Chroma collection and its BM25 index, for one data directory or Chroma server."""
 
-    def __init__(self, settings: Settings) -> None:
-        """Open (or create) the collection named in ``settings.store``.
+    def __init__(self, settings: Settings, *, create: bool = False) -> None:
+        """Open the collection named in ``settings.store`` (``default`` is created when missing).
+
+        Args:
+            settings: the data directory or Chroma server, and the collection.
+            create: create the collection when it does not exist (what an ingest does).
 
         Raises:
+            UnknownCollection: no collection has that name, and ``create`` is false.
+            BadInput: the name cannot name a collection.
             StoreError: the directory or server cannot be opened.
         """
-        import chromadb
-        from chromadb.config import Settings as ChromaSettings
         from llama_index.vector_stores.chroma import ChromaVectorStore
 
         self.settings = settings
-        conf = settings.store
-        chroma_settings = ChromaSettings(anonymized_telemetry=False)
+        self.name = settings.store.collection
+        chroma = chroma_name(self.name)
+        self.client, self.location = open_client(settings)
         try:
-            if conf.chroma_host:
-                self.location = f"chroma server at {conf.chroma_host}:{conf.chroma_port}"
-                client = chromadb.HttpClient(host=conf.chroma_host, port=conf.chroma_port, settings=chroma_settings)
-            else:
-                path = settings.data_dir / "chroma"
-                self.location = str(path)
-                path.mkdir(parents=True, exist_ok=True)
-                client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+            exists = any(c.name == chroma for c in self.client.list_collections())
+            if not exists and not create and self.name != DEFAULT:
+                raise unknown(settings, self.name)
             # embedding_function=None: Chroma's default would download a model at run time.
-            self.collection: Collection = client.get_or_create_collection(
-                conf.collection,
-                configuration={"hnsw": {"space": "cosine"}},
-                embedding_function=None,
+            self.collection: Collection = self.client.get_or_create_collection(
+                chroma, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
             )
+        except PaperciteError:
+            raise
         except Exception as exc:  # chromadb raises many unrelated types here
-            hint = (
-                f"start it with `chroma run --path DIR --port {conf.chroma_port}`, "
-                "or unset PAPERCITE_STORE__CHROMA_HOST"
-                if conf.chroma_host
-                else "check that the directory is writable, or set PAPERCITE_DATA_DIR elsewhere"
-            )
-            raise StoreError(f"Cannot open the store at {self.location}: {exc}; {hint}.") from exc
+            raise StoreError(f"Cannot open the store at {self.location}: {exc}; {_hint(settings)}.") from exc
         self.vector_store: ChromaVectorStore = ChromaVectorStore(chroma_collection=self.collection)
-        self.sparse = BM25Index(
-            settings.data_dir / "bm25" / conf.collection, settings.retrieval.candidates, fetch=self.nodes
-        )
+        self.sparse = BM25Index(settings.data_dir / "bm25" / chroma, settings.retrieval.candidates, fetch=self.nodes)
         self._counted_at = -math.inf
         self._count_lock = threading.Lock()
+        self._masks: dict[tuple[int, str], Any] = {}  # (retriever, where) -> which indexed chunks pass
 
     # -- what is stored -------------------------------------------------------------
 
@@ -170,7 +200,95 @@ class Store:
     def record_embedding_model(self, name: str) -> None:
         """Write the embedding model's name into the collection's metadata."""
         if self.recorded_embedding_model() != name:
-            self.collection.modify(metadata={"embedding_model": name})
+            self._set_metadata(embedding_model=name)
+
+    def _set_metadata(self, **values: Any) -> None:
+        """Set keys of the collection's metadata, keeping the others (Chroma's ``modify`` replaces it whole)."""
+        self.collection.modify(metadata={**(self.collection.metadata or {}), **values})
+
+    # -- filters --------------------------------------------------------------------
+
+    def sources(self) -> list[str]:
+        """The names of the files the collection's papers were read from, as ``--source`` takes them."""
+        return sorted(json.loads((self.collection.metadata or {}).get(_SOURCES) or "[]"), key=str.casefold)
+
+    def add_sources(self, names: Iterable[str]) -> None:
+        """Record more file names among :meth:`sources`."""
+        known = set(self.sources())
+        if not known.issuperset(names):
+            self._set_metadata(**{_SOURCES: json.dumps(sorted(known.union(names)))})
+
+    def ensure_filter_fields(self, *, locked: bool = False) -> None:
+        """Give every chunk the fields filters match on, once per collection.
+
+        Chunks written before filters existed lack them: they are added in place (a
+        metadata update, nothing is embedded again), page by page, under the ingest lock
+        (``locked``: the caller holds it already).
+
+        Raises:
+            StoreBusy: an ingest is writing to this data directory.
+        """
+        if (self.collection.metadata or {}).get(_FILTER_FIELDS):
+            return
+        with nullcontext() if locked else self.writing():
+            sources: set[str] = set()
+            offset = 0
+            while (rows := self.collection.get(limit=_PAGE, offset=offset, include=["metadatas"]))["ids"]:
+                ids, fields = [], []
+                for chunk_id, meta in zip(rows["ids"], rows["metadatas"] or []):
+                    if (record := ChunkRecord.read(meta)) is not None:
+                        ids.append(chunk_id)
+                        fields.append(record.filter_metadata())
+                        sources.add(record.filter_metadata()["source"])
+                if ids:
+                    self.collection.update(ids=ids, metadatas=fields)  # type: ignore[arg-type]
+                offset += len(rows["ids"])
+            self.add_sources(sources - {""})
+            self._set_metadata(**{_FILTER_FIELDS: 1})
+
+    def passing(self, retriever: SparseRetriever, where: dict[str, Any]) -> SparseRetriever:
+        """``retriever`` restricted to the chunks that pass ``where`` (the same filter dense retrieval applies)."""
+        import numpy as np
+
+        key = (id(retriever), json.dumps(where, sort_keys=True))
+        mask = self._masks.get(key)
+        if mask is None:
+            ids: list[str] = []
+            offset = 0
+            while (rows := self.collection.get(where=where, limit=_PAGE * 10, offset=offset, include=[]))["ids"]:
+                ids.extend(rows["ids"])
+                offset += len(rows["ids"])
+            mask = retriever.mask(np.array(ids, dtype=bytes))
+            if len(self._masks) >= _MASKS:
+                self._masks.pop(next(iter(self._masks)))
+            self._masks[key] = mask
+        return retriever.only(mask)
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the data directory's ingest lock, or refuse at once when another ingest holds it.
+
+        Two ingests interleaving deletes and writes of the same papers could leave either
+        one's chunks half replaced; refusing is clearer than an unexplained wait.
+
+        Raises:
+            StoreBusy: another process (or thread) holds it.
+        """
+        from filelock import FileLock, Timeout
+
+        self.ingest_lock.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.ingest_lock, timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise StoreBusy(
+                f"Another ingest is writing to the store at {self.location}: wait for it to finish, "
+                "then run this again (nothing was written)."
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
 
     def paper_states(self, paper_ids: Iterable[str]) -> dict[str, PaperState]:
         """Look up what is stored of the given papers (absent ones are left out)."""

@@ -18,7 +18,7 @@ import click
 
 from rag.errors import BadInput, IndexEmpty, LLMUnavailable, PaperciteError, StoreError
 from ui.measure import bench, eval_command
-from ui.options import LLM_BACKENDS
+from ui.options import LLM_BACKENDS, collection_option, filter_options, filters_from
 from ui.options import command_settings as _settings
 
 if TYPE_CHECKING:
@@ -79,16 +79,27 @@ def cli() -> None:
     type=click.Path(path_type=Path),
     help="Zotero's data directory (e.g. ~/Zotero): its library is read directly, read-only.",
 )
-def ingest(paths: tuple[Path, ...], fmt: str | None, sample: bool, zotero_dir: Path | None) -> None:
-    """Add the papers in PATHS (page text, JSONL/JSON, CSV, BibTeX, zotero.sqlite) to the collection."""
+@click.option(
+    "--collection",
+    metavar="NAME",
+    help="The collection to add to, created when it does not exist (default: default).",
+)
+def ingest(
+    paths: tuple[Path, ...],
+    fmt: str | None,
+    sample: bool,
+    zotero_dir: Path | None,
+    collection: str | None,
+) -> None:
+    """Add the papers in PATHS (page text, JSONL/JSON, CSV, BibTeX, zotero.sqlite) to a collection."""
     from ingest import ingest_path, sample_corpus
     from ingest.zotero import find_zotero_library
 
+    settings = _settings(collection=collection)
     targets = list(paths) + ([sample_corpus()] if sample else [])
     targets += [find_zotero_library(zotero_dir)] if zotero_dir else []
     if not targets:
         raise BadInput("Nothing to ingest: give one or more files, e.g. `papercite ingest library.bib`, or --sample.")
-    settings = _settings()
     for path in targets:
         report = ingest_path(path, settings=settings, format=fmt)
         click.echo(report.summary())
@@ -113,15 +124,26 @@ def ingest(paths: tuple[Path, ...], fmt: str | None, sample: bool, zotero_dir: P
 @click.option("--top-k", type=click.IntRange(1, 50), help="How many papers to give the model.")
 @click.option("--backend", type=LLM_BACKENDS, help="LLM backend for this answer.")
 @click.option("--judge", is_flag=True, help="Also have the LLM judge each sentence against its abstracts (slow).")
-def ask(question: str, fmt: str, as_json: bool, top_k: int | None, backend: str | None, judge: bool) -> None:
+@collection_option
+@filter_options
+def ask(
+    question: str,
+    fmt: str,
+    as_json: bool,
+    top_k: int | None,
+    backend: str | None,
+    judge: bool,
+    collection: str | None,
+    **filter_values: Any,
+) -> None:
     """Answer QUESTION from the collection, citing paper titles; every sentence is checked against its abstract."""
     from rag import ask as rag_ask
     from rag.export import export
 
-    settings = _settings(backend)
+    settings = _settings(backend, collection)
     if judge:
         settings = settings.updated(answer={"judge": True})
-    answer = rag_ask(question, settings=settings, top_k=top_k)
+    answer = rag_ask(question, settings=settings, top_k=top_k, filters=filters_from(**filter_values))
     fmt = "json" if as_json else fmt
     if fmt != "text":
         click.echo(export(answer, fmt), nl=False)
@@ -132,11 +154,14 @@ def ask(question: str, fmt: str, as_json: bool, top_k: int | None, backend: str 
 @cli.command()
 @click.option("--top-k", type=click.IntRange(1, 50), help="How many papers to give the model.")
 @click.option("--backend", type=LLM_BACKENDS, help="LLM backend for the answers.")
-def chat(top_k: int | None, backend: str | None) -> None:
+@collection_option
+@filter_options
+def chat(top_k: int | None, backend: str | None, collection: str | None, **filter_values: Any) -> None:
     """Ask questions one per line, each a follow-up to the chat so far; /new starts a new chat, Ctrl-D ends."""
     from rag import ask as rag_ask
 
-    settings = _settings(backend)
+    settings = _settings(backend, collection)
+    filters = filters_from(**filter_values)
     last = None
     interactive = sys.stdin.isatty()
     while True:
@@ -151,7 +176,7 @@ def chat(top_k: int | None, backend: str | None) -> None:
         if not question.strip():
             continue
         try:
-            last = rag_ask(question, settings=settings, top_k=top_k, history=last)
+            last = rag_ask(question, settings=settings, top_k=top_k, history=last, filters=filters)
         except (BadInput, LLMUnavailable) as exc:  # this question failed; the chat goes on
             click.echo(f"Error: {exc}", err=True)
             continue
@@ -163,11 +188,12 @@ def chat(top_k: int | None, backend: str | None) -> None:
 @click.argument("title")
 @click.option("--top-k", type=click.IntRange(1, 50), default=5, show_default=True, help="How many papers.")
 @click.option("--json", "as_json", is_flag=True, help="Print the papers as JSON.")
-def similar(title: str, top_k: int, as_json: bool) -> None:
+@collection_option
+def similar(title: str, top_k: int, as_json: bool, collection: str | None) -> None:
     """The papers of the collection nearest to the one titled TITLE (no LLM call)."""
     from rag.similar import similar as rag_similar
 
-    papers = rag_similar(title, top_k, settings=_settings())
+    papers = rag_similar(title, top_k, settings=_settings(collection=collection))
     if as_json:
         click.echo(json.dumps([asdict(p) for p in papers], indent=2, ensure_ascii=False))
         return
@@ -198,22 +224,63 @@ def _print_answer(answer: Answer) -> None:
 
 
 @cli.command()
-def stats() -> None:
+@collection_option
+def stats(collection: str | None) -> None:
     """Show how many papers and chunks the collection holds."""
     from rag.services import get_services
 
-    s = get_services(_settings()).store.stats()
+    store = get_services(_settings(collection=collection)).store
+    s = store.stats()
     click.echo(
-        f"papers: {s.papers}\nchunks: {s.chunks}\nembedding model: {s.embedding_model or '-'}\nstore: {s.location}"
+        f"collection: {store.name}\npapers: {s.papers}\nchunks: {s.chunks}\n"
+        f"embedding model: {s.embedding_model or '-'}\nstore: {s.location}"
     )
 
 
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def collections(ctx: click.Context) -> None:
+    """List the collections with their papers and chunks; `delete` and `rename` manage them."""
+    if ctx.invoked_subcommand is None:
+        from rag.collections import list_collections
+
+        for info in list_collections(_settings()):
+            click.echo(f"{info.name}\t{info.papers} papers\t{info.chunks} chunks")
+
+
+@collections.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def collections_delete(name: str, yes: bool) -> None:
+    """Delete collection NAME: its papers, vectors and BM25 index (the files ingested from are untouched)."""
+    from rag.collections import delete_collection, list_collections
+
+    settings = _settings()
+    held = next((c for c in list_collections(settings) if c.name == name), None)
+    if held is not None and not yes:
+        click.confirm(f"Delete collection {name!r} and its {held.papers} papers?", abort=True, err=True)
+    info = delete_collection(settings, name)
+    click.echo(f"deleted collection {info.name!r} ({info.papers} papers, {info.chunks} chunks)")
+
+
+@collections.command("rename")
+@click.argument("old")
+@click.argument("new")
+def collections_rename(old: str, new: str) -> None:
+    """Give collection OLD the name NEW."""
+    from rag.collections import rename_collection
+
+    rename_collection(_settings(), old, new)
+    click.echo(f"renamed collection {old!r} to {new!r}")
+
+
 @cli.command()
-def check() -> None:
+@collection_option
+def check(collection: str | None) -> None:
     """Verify the store: every paper has its chunks, BM25 matches Chroma, same embedding model."""
     from rag.services import get_services
 
-    settings = _settings()
+    settings = _settings(collection=collection)
     store = get_services(settings).store
     result = store.verify(settings.embedding.model)
     click.echo(f"papers: {result.papers}\nchunks: {result.chunks}\nstore: {store.location}")
@@ -271,27 +338,35 @@ def config() -> None:
 @cli.command()
 @click.option("--host", help="Address to listen on (default 127.0.0.1: this machine only).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port (default 7860).")
-def serve(host: str | None, port: int | None) -> None:
+@collection_option
+def serve(host: str | None, port: int | None, collection: str | None) -> None:
     """Open the chat page at http://127.0.0.1:7860 (Ctrl+C stops it)."""
-    _serve(_serve_settings(host, port))
+    from rag.services import get_services
+
+    settings = _serve_settings(host, port, collection)
+    get_services(settings).store  # noqa: B018 - an unknown collection fails here, before the page starts
+    _serve(settings)
 
 
 @cli.command()
 @click.option("--host", help="Address to listen on (default 127.0.0.1: this machine only).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port (default 7860).")
-def start(host: str | None, port: int | None) -> None:
-    """Ingest the bundled sample if the collection is empty, then open the chat page."""
+@collection_option
+def start(host: str | None, port: int | None, collection: str | None) -> None:
+    """Ingest the bundled sample if the default collection is empty, then open the chat page."""
     from ingest import ingest_path, sample_corpus
+    from rag.collections import DEFAULT
     from rag.services import get_services
 
-    settings = _serve_settings(host, port)
-    if get_services(settings).store.collection.count() == 0:
+    settings = _serve_settings(host, port, collection)
+    store = get_services(settings).store  # an unknown collection fails here; default is made when missing
+    if store.name == DEFAULT and store.collection.count() == 0:
         click.echo(ingest_path(sample_corpus(), settings=settings).summary())
     _serve(settings)
 
 
-def _serve_settings(host: str | None, port: int | None) -> Any:
-    settings = _settings()
+def _serve_settings(host: str | None, port: int | None, collection: str | None) -> Any:
+    settings = _settings(collection=collection)
     update = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     return settings.updated(serve=update) if update else settings
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from rag.errors import BadInput
 from ui.options import LLM_BACKENDS
 from ui.options import command_settings as _settings
 
@@ -74,6 +75,11 @@ from ui.options import command_settings as _settings
     "--alone", is_flag=True, help="With --set followup: ask each follow-up without its first turn (the baseline)."
 )
 @click.option(
+    "--collection",
+    metavar="NAME",
+    help="With a JSONL gold set: the collection it is asked of (the built-in sets have collections of their own).",
+)
+@click.option(
     "--out",
     "out_dir",
     type=click.Path(path_type=Path, file_okay=False),
@@ -95,13 +101,19 @@ def eval_command(
     support: bool,
     gate: bool,
     alone: bool,
+    collection: str | None,
     out_dir: Path,
 ) -> None:
     """Measure retrieval, citation accuracy and abstention against a gold set (dev and test side by side)."""
     from evals.run import run_eval
 
+    if collection is not None and not Path(gold_set).is_file():
+        raise BadInput(
+            f"--collection applies to a JSONL gold set asked of your own collection; --set {gold_set} is asked "
+            "of its own collection: leave --collection out."
+        )
     passed = run_eval(
-        _settings(backend),
+        _settings(backend, collection),
         gold_set=gold_set,
         split=split,
         scifact_dir=scifact_dir,  # type: ignore[arg-type]

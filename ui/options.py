@@ -2,25 +2,72 @@
 
 from __future__ import annotations
 
-from typing import get_args
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, get_args
 
 import click
 
 from rag.settings import LLMBackend, Settings
 
-__all__ = ["LLM_BACKENDS", "command_settings"]
+if TYPE_CHECKING:
+    from rag.filters import Filters
+
+__all__ = ["LLM_BACKENDS", "collection_option", "command_settings", "filter_options", "filters_from"]
 
 # The --backend choices: the values PAPERCITE_LLM__BACKEND accepts, so the two cannot drift apart.
 LLM_BACKENDS = click.Choice(get_args(LLMBackend))
 
 
-def command_settings(backend: str | None = None) -> Settings:
-    """The settings a command runs with: the environment's, with ``--backend`` when given.
+def command_settings(backend: str | None = None, collection: str | None = None) -> Settings:
+    """The settings a command runs with: the environment's, with ``--backend`` and ``--collection`` when given.
 
     Raises:
-        BadInput: a PAPERCITE_ variable holds an invalid value.
+        BadInput: a PAPERCITE_ variable holds an invalid value, or the collection name is not a valid one.
     """
+    from rag.collections import check_name
     from rag.settings import load_settings
 
     settings = load_settings()
-    return settings.updated(llm={"backend": backend}) if backend else settings
+    if backend:
+        settings = settings.updated(llm={"backend": backend})
+    if collection is not None:
+        settings = settings.updated(store={"collection": check_name(collection)})
+    return settings
+
+
+collection_option = click.option(
+    "--collection",
+    metavar="NAME",
+    help="The collection to use (`papercite collections` lists them). Default: $PAPERCITE_STORE__COLLECTION, "
+    "else default.",
+)
+
+
+def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--since``, ``--until``, ``--author`` and ``--source``: which papers a question may draw on."""
+    for option in reversed(
+        [
+            click.option("--since", type=int, metavar="YEAR", help="Only papers from this year on."),
+            click.option("--until", type=int, metavar="YEAR", help="Only papers up to this year."),
+            click.option(
+                "--author",
+                metavar="NAME",
+                help="Only papers with this author (whole or family name; any case, accents).",
+            ),
+            click.option("--source", metavar="FILE", help="Only papers read from this file, e.g. my-library.bib."),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def filters_from(since: int | None, until: int | None, author: str | None, source: str | None) -> Filters | None:
+    """The filter the options describe, or None when none was given.
+
+    Raises:
+        BadInput: a year is not a year, or ``since`` is after ``until``.
+    """
+    from rag.filters import Filters
+
+    filters = Filters(since, until, author, source)
+    return filters if filters.active else None
