@@ -360,6 +360,79 @@ def test_a_zotero_library_uploads_like_any_paper_file(
     page.close()
 
 
+FILTERED = [
+    {
+        "title": "Sparse attention kernels on CPUs",
+        "abstract": "Attention computed with sparse kernels runs twice as fast on laptop CPUs.",
+        "authors": ["Song Han", "Jürgen Müller"],
+        "year": 2023,
+    },
+    {
+        "title": "Dense attention kernels on GPUs",
+        "abstract": "Attention computed with dense kernels saturates GPU memory bandwidth.",
+        "authors": ["Jürgen Müller"],
+        "year": 2019,
+    },
+    {
+        "title": "Attention on phones",
+        "abstract": "Attention runs on phones when its kernels are quantized to 4 bits.",
+        "authors": ["Ana Okafor"],
+        "year": 2024,
+    },
+]
+
+
+def _pick_collection(page: Any, name: str) -> None:
+    """Choose (or type, for a new one) collection ``name`` in the selector."""
+    box = page.locator("#pc-collection-select input")
+    box.fill(name)
+    box.press("Enter")
+
+
+def test_a_new_collection_takes_uploads_and_filters_narrow_its_answers(
+    browser: Any, slow_page_url: str, gated: Any, tmp_path: Path
+) -> None:
+    page = _scripted_page(browser, slow_page_url, gated)
+    _pick_collection(page, "kernels")
+    page.wait_for_function("document.querySelector('#pc-collection').innerText.includes('does not exist yet')")
+    upload = tmp_path / "kernels.jsonl"
+    upload.write_text("".join(json.dumps(p) + "\n" for p in FILTERED), encoding="utf-8")
+    page.set_input_files("#pc-upload input[type=file]", str(upload))
+    page.wait_for_function("document.querySelector('#pc-collection').innerText.includes('3 papers')", timeout=120_000)
+
+    page.click("#pc-filters button")  # open the filters
+    page.fill("#pc-since input", "2020")
+    page.fill("#pc-author textarea", "MULLER")
+    gated.enqueue("Sparse kernels make attention twice as fast on laptop CPUs [1].")
+    reply = _send(page, "Which kernels make attention fast?")
+    assert "twice as fast" in reply.inner_text()
+    assert page.locator("#pc-sources .pc-title").all_inner_texts() == ["[1] Sparse attention kernels on CPUs"]
+    prompt = gated.history[-1][-1].content
+    assert "Sparse attention kernels on CPUs" in prompt
+    assert "Dense attention kernels" not in prompt and "Attention on phones" not in prompt  # 2019; not Müller's
+
+    page.fill("#pc-since input", "2030")
+    asked = len(gated.history)
+    reply = _send_failing(page, "Which kernels make attention fast?")
+    assert "No paper in collection 'kernels' matches years from 2030, author MULLER" in reply
+    assert len(gated.history) == asked  # no fallback to unfiltered papers: the model was not asked
+
+    _pick_collection(page, "default")  # back to the sample: its panel, and a new chat
+    page.wait_for_function("document.querySelector('#pc-collection').innerText.includes('84 papers')")
+    page.wait_for_function("document.querySelectorAll('#pc-chat [data-testid=bot]').length === 0")
+    page.close()
+
+
+def _send_failing(page: Any, question: str) -> str:
+    """Ask a question the page refuses; return the message it shows in the chat."""
+    before = page.locator("#pc-chat [data-testid=bot]").count()
+    page.fill("#pc-question textarea", question)
+    page.press("#pc-question textarea", "Enter")
+    last = f"[...document.querySelectorAll('#pc-chat [data-testid=bot]')].slice({before}).at(-1)"
+    page.wait_for_function(f"{last}?.innerText.includes('⚠️')", timeout=60_000)
+    return str(page.locator("#pc-chat [data-testid=bot]").last.inner_text())
+
+
 @pytest.fixture(scope="module")
 def bare_page_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The page over an empty store, with Ollama as the backend and nothing listening at its port."""

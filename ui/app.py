@@ -74,7 +74,7 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
         last = gr.State(None)  # the chat's last Answer: the next question is asked as its follow-up
         with gr.Row(equal_height=False):
             chat = _chat_column()
-            side = _side_column(settings, handlers.choices, handlers.default_llm)
+            side = _side_column(settings, handlers.choices, handlers.default_llm, handlers.collection_names())
         _wire_events(app, chat, side, _States(turns, pending, last), handlers)
     return app
 
@@ -100,6 +100,7 @@ class _Chat:
     clear_button: gr.Button
     copy_box: gr.Textbox
     downloads: tuple[gr.DownloadButton, ...]  # the last answer as Markdown, BibTeX, RIS
+    filters: tuple[gr.Number, gr.Number, gr.Textbox, gr.Dropdown]  # since, until, author, source
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class _Side:
 
     sources: gr.HTML
     similar: gr.Dropdown
+    selector: gr.Dropdown  # which collection is asked and uploaded to
     collection: gr.Markdown
     files: gr.File
     report: gr.Markdown
@@ -137,6 +139,13 @@ def _chat_column() -> _Chat:
                 submit_btn=False,
             )
             ask_button = gr.Button("Ask", variant="primary", elem_id="pc-ask", scale=1)
+        with gr.Accordion("Filter papers", open=False, elem_id="pc-filters"), gr.Row():
+            since = gr.Number(label="From year", precision=0, elem_id="pc-since")
+            until = gr.Number(label="To year", precision=0, elem_id="pc-until")
+            author = gr.Textbox(label="Author", placeholder="e.g. Han or Müller", elem_id="pc-author")
+            source = gr.Dropdown(
+                choices=[], value=None, label="From file", allow_custom_value=False, elem_id="pc-source"
+            )
         examples = gr.Dataset(components=[question], samples=[], label="Try", elem_id="pc-examples")
         with gr.Row():
             copy_button = gr.Button("Copy answer with references", elem_id="pc-copy", size="sm")
@@ -153,10 +162,13 @@ def _chat_column() -> _Chat:
             buttons=["copy"],
             elem_id="pc-copy-text",
         )
-    return _Chat(chatbot, question, ask_button, examples, copy_button, clear_button, copy_box, downloads)
+    filters = (since, until, author, source)
+    return _Chat(chatbot, question, ask_button, examples, copy_button, clear_button, copy_box, downloads, filters)
 
 
-def _side_column(settings: Settings, choices: dict[str, LLMSettings], default_llm: str | None) -> _Side:
+def _side_column(
+    settings: Settings, choices: dict[str, LLMSettings], default_llm: str | None, collections: list[str]
+) -> _Side:
     with gr.Column(scale=2):
         gr.Markdown("### Sources")
         sources = gr.HTML(NO_SOURCES, elem_id="pc-sources")
@@ -167,6 +179,13 @@ def _side_column(settings: Settings, choices: dict[str, LLMSettings], default_ll
             elem_id="pc-similar",
         )
         with gr.Accordion("Collection", open=True):
+            selector = gr.Dropdown(
+                choices=collections,
+                value=settings.store.collection,
+                allow_custom_value=True,
+                label="Collection: questions are answered from it and uploads go to it (type a new name to start one)",
+                elem_id="pc-collection-select",
+            )
             collection = gr.Markdown(elem_id="pc-collection")
             files = gr.File(
                 label="Add papers: JSONL, CSV, BibTeX, page text or zotero.sqlite "
@@ -192,13 +211,18 @@ def _side_column(settings: Settings, choices: dict[str, LLMSettings], default_ll
                 visible=len(choices) > 1,
                 elem_id="pc-llm",
             )
-    return _Side(sources, similar, collection, files, report, top_k, llm)
+    return _Side(sources, similar, selector, collection, files, report, top_k, llm)
 
 
 def _wire_events(app: gr.Blocks, chat: _Chat, side: _Side, state: _States, handlers: Handlers) -> None:
     """Connect the components to the handlers (in this order: Gradio numbers the events as they come)."""
     concurrency = handlers.settings.serve.concurrency
-    app.load(handlers.collection_view, outputs=[side.collection, chat.examples], api_visibility="private")
+    view = [side.collection, chat.examples, chat.filters[3]]  # the panel, example questions, the files to filter by
+    new_chat = [chat.chatbot, state.turns, state.last, side.sources, chat.copy_box]
+    app.load(handlers.collection_view, inputs=side.selector, outputs=view, api_visibility="private")
+    side.selector.input(
+        handlers.switch_collection, inputs=side.selector, outputs=view + new_chat, api_visibility="private"
+    )
     chat.examples.click(lambda sample: sample[0], inputs=chat.examples, outputs=chat.question, api_visibility="private")
     gr.on(
         [chat.question.submit, chat.ask_button.click],
@@ -209,7 +233,16 @@ def _wire_events(app: gr.Blocks, chat: _Chat, side: _Side, state: _States, handl
         api_visibility="private",
     ).success(
         handlers.respond,
-        inputs=[state.pending, chat.chatbot, state.turns, state.last, side.top_k, side.llm],
+        inputs=[
+            state.pending,
+            chat.chatbot,
+            state.turns,
+            state.last,
+            side.top_k,
+            side.llm,
+            side.selector,
+            *chat.filters,
+        ],
         outputs=[chat.chatbot, side.sources, chat.copy_box, state.turns, state.last],
         concurrency_limit=concurrency,
         concurrency_id="answer",
@@ -220,19 +253,19 @@ def _wire_events(app: gr.Blocks, chat: _Chat, side: _Side, state: _States, handl
     )
     state.last.change(handlers.similar_choices, inputs=state.last, outputs=side.similar, api_visibility="private")
     state.last.change(handlers.downloads, inputs=state.last, outputs=list(chat.downloads), api_visibility="private")
-    side.similar.input(handlers.more_like, inputs=side.similar, outputs=side.sources, api_visibility="private")
+    side.similar.input(
+        handlers.more_like, inputs=[side.similar, side.selector], outputs=side.sources, api_visibility="private"
+    )
     chat.clear_button.click(  # a new chat: the next question follows nothing up
-        lambda: ([], {}, None, NO_SOURCES, ""),
-        outputs=[chat.chatbot, state.turns, state.last, side.sources, chat.copy_box],
-        api_visibility="private",
+        lambda: ([], {}, None, NO_SOURCES, ""), outputs=new_chat, api_visibility="private"
     )
     chat.copy_button.click(
         None, inputs=chat.copy_box, js="(text) => { if (text) navigator.clipboard.writeText(text); }"
     )
     side.files.upload(
         handlers.upload,
-        inputs=side.files,
-        outputs=[side.report, side.collection, chat.examples, side.files],
+        inputs=[side.files, side.selector],
+        outputs=[side.report, *view, side.files, side.selector],
         concurrency_limit=1,
         concurrency_id="ingest",
         api_name="upload",

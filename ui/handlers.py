@@ -17,8 +17,10 @@ import gradio as gr
 
 from ingest import ingest_path
 from rag.answer import ask, ask_stream, clean_question
-from rag.errors import IndexEmpty, PaperciteError
+from rag.collections import check_name, collection_names
+from rag.errors import BadInput, IndexEmpty, PaperciteError, UnknownCollection
 from rag.export import SUFFIX, export
+from rag.filters import Filters
 from rag.services import Services, get_services
 from rag.settings import LLMSettings, Settings
 from rag.similar import similar
@@ -36,7 +38,7 @@ from ui.render import (
     upload_report_markdown,
 )
 
-__all__ = ["DOWNLOADS", "NO_SOURCES", "Handlers", "max_upload_bytes", "page_message"]
+__all__ = ["DOWNLOADS", "NO_SOURCES", "Handlers", "max_upload_bytes", "page_filters", "page_message"]
 
 log = logging.getLogger(__name__)
 
@@ -72,18 +74,47 @@ class Handlers:
         self.services = services
         self.choices = choices
         self.default_llm = next(iter(choices), None)
-        self.api_ask = _api_ask(services)
+        self.api_ask = _api_ask(self)
+        self._by_collection: dict[str, Services] = {settings.store.collection: services}
 
-    def collection_view(self) -> tuple[str, Any]:
-        stats = self.services.store.stats()
+    def services_for(self, collection: str | None) -> Services:
+        """The page's services for ``collection`` (its own when None): the same encoder and LLM, that store.
+
+        Raises:
+            BadInput: the name cannot name a collection.
+        """
+        name = check_name(collection) if collection else self.settings.store.collection
+        if name not in self._by_collection:
+            self._by_collection[name] = self.services.with_collection(name)
+        return self._by_collection[name]
+
+    def collection_names(self) -> list[str]:
+        """The collections of the page's data directory, for the selector."""
+        return collection_names(self.settings)
+
+    def collection_view(self, collection: str | None = None) -> tuple[Any, ...]:
+        """The collection panel, the example questions and the source filter's choices for ``collection``."""
+        try:
+            store = self.services_for(collection).store
+        except UnknownCollection:  # typed into the selector: made by the first upload
+            panel = f"**Collection `{collection}` does not exist yet.** Upload files below to create it."
+            return panel, gr.Dataset(samples=[], visible=False), gr.Dropdown(choices=[], value=None)
+        except PaperciteError as exc:
+            raise gr.Error(page_message(exc, self.settings), print_exception=False) from None
+        stats = store.stats()
         panel = collection_markdown(
             stats.papers,
             stats.chunks,
             stats.embedding_model,
             self.default_llm or "none: install papercite[embedded] or start Ollama",
         )
-        examples = example_questions(self.services.store.titles())
-        return panel, gr.Dataset(samples=[[q] for q in examples], visible=bool(examples))
+        examples = example_questions(store.titles())
+        sources = gr.Dropdown(choices=store.sources(), value=None)
+        return panel, gr.Dataset(samples=[[q] for q in examples], visible=bool(examples)), sources
+
+    def switch_collection(self, collection: str | None) -> tuple[Any, ...]:
+        """Show ``collection``, and start a new chat: a follow-up never reaches into another collection."""
+        return (*self.collection_view(collection), [], {}, None, NO_SOURCES, "")
 
     def check_question(self, question: str) -> tuple[str, str]:
         try:
@@ -99,22 +130,25 @@ class Handlers:
         last: Answer | None,
         top_k: int,
         llm_label: str | None,
+        collection: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        author: str | None = None,
+        source: str | None = None,
     ) -> Iterator[tuple[Any, ...]]:
-        """Answer ``question`` as a follow-up to ``last``, the chat's previous answer (None: a new chat)."""
+        """Answer ``question`` as a follow-up to ``last``, the chat's previous answer (None: a new chat),
+        from ``collection`` and the papers that pass the filters."""
         history = [
             *history,
             {"role": "user", "content": question},
             {"role": "assistant", "content": "*Searching the collection…*"},
         ]
         yield history, gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        llm = self.choices.get(llm_label or "")
-        # The page's own model answers with the page's services; another model from the menu
-        # with its own, sharing this page's store and encoder.
-        mine = llm is None or llm == self.settings.llm
-        services = self.services if mine else get_services(self.settings.model_copy(update={"llm": llm}))
         streamed = ""
         try:
-            for item in ask_stream(question, services=services, top_k=int(top_k), history=last):
+            filters = page_filters(since, until, author, source)
+            services = self._answering(collection, llm_label)
+            for item in ask_stream(question, services=services, top_k=int(top_k), history=last, filters=filters):
                 if isinstance(item, Answer):
                     history[-1] = {"role": "assistant", "content": answer_markdown(item)}
                     panel, copy_text = sources_html(item), item.with_references()
@@ -133,6 +167,15 @@ class Handlers:
             log.exception("Answering %r failed", question)
             yield from _failed(history, turns, "Answering failed unexpectedly; the details are in the server's log.")
 
+    def _answering(self, collection: str | None, llm_label: str | None) -> Services:
+        """The services that answer: the page's own model, or another from the menu with its own
+        (sharing this page's encoder), over ``collection``."""
+        services = self.services_for(collection)
+        llm = self.choices.get(llm_label or "")
+        if llm is None or llm == self.settings.llm:
+            return services
+        return get_services(services.settings.model_copy(update={"llm": llm}))
+
     def similar_choices(self, last: Answer | None) -> Any:
         """The "More like this" menu: the papers of the chat's last answer."""
         titles = list(dict.fromkeys(s.title for s in last.sources)) if last else []
@@ -150,12 +193,12 @@ class Handlers:
             buttons.append(gr.DownloadButton(value=str(path), interactive=True))
         return tuple(buttons)
 
-    def more_like(self, title: str | None) -> Any:
+    def more_like(self, title: str | None, collection: str | None = None) -> Any:
         """The sources panel showing the papers nearest to ``title`` (no LLM call)."""
         if not title:
             return gr.skip()
         try:
-            return similar_html(title, similar(title, services=self.services))
+            return similar_html(title, similar(title, services=self.services_for(collection)))
         except PaperciteError as exc:
             raise gr.Error(page_message(exc, self.settings), print_exception=False) from None
 
@@ -167,12 +210,19 @@ class Handlers:
     def upload(
         self,
         files: list[str] | None,
+        collection: str | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - how Gradio injects a progress bar
     ) -> tuple[Any, ...]:
-        rows = [(display_name(path), self._ingest_upload(path, progress)) for path in files or []]
-        return (upload_report_markdown(rows), *self.collection_view(), None)
+        """Ingest the uploaded files into ``collection`` (created by its first upload)."""
+        try:
+            services = self.services_for(collection)
+        except PaperciteError as exc:
+            raise gr.Error(page_message(exc, self.settings), print_exception=False) from None
+        rows = [(display_name(path), self._ingest_upload(path, services, progress)) for path in files or []]
+        selector = gr.Dropdown(choices=self.collection_names(), value=services.settings.store.collection)
+        return (upload_report_markdown(rows), *self.collection_view(collection), None, selector)
 
-    def _ingest_upload(self, path: str, progress: gr.Progress) -> object:
+    def _ingest_upload(self, path: str, services: Services, progress: gr.Progress) -> object:
         """Ingest one uploaded file: its report with server paths hidden, or the message saying why not."""
         name = display_name(path)
         size = Path(path).stat().st_size
@@ -188,7 +238,7 @@ class Handlers:
             progress((done, total), desc=f"Embedding {name}", unit="chunks")
 
         try:
-            report = ingest_path(path, services=self.services, progress=report_progress)
+            report = ingest_path(path, services=services, progress=report_progress)
         except PaperciteError as exc:
             return page_message(exc, self.settings, path)
         report.source = name
@@ -205,14 +255,43 @@ def _failed(
     raise gr.Error(message, print_exception=False) from None
 
 
-def _api_ask(services: Services) -> Callable[..., dict[str, Any]]:
-    """The function behind the /ask endpoint; its ``top_k`` defaults to the settings' (the API page shows it)."""
-    settings = services.settings
+def page_filters(since: float | None, until: float | None, author: str | None, source: str | None) -> Filters | None:
+    """The filter the page's controls describe (blank ones, and years of 0, let everything through), or None.
 
-    def api_ask(question: str, top_k: int = settings.retrieval.top_papers) -> dict[str, Any]:
-        """Answer a question from the collection: the Answer as JSON (text, citations, sources, timings)."""
+    Raises:
+        BadInput: a year is not a whole year, or ``since`` is after ``until``.
+    """
+
+    def year(value: float | None, name: str) -> int | None:
+        if value is None or value == "" or value == 0:  # a cleared number box sends 0
+            return None
+        if float(value) != int(float(value)):
+            raise BadInput(f"{name} {value!r} is not a year: give four digits, e.g. 2021.")
+        return int(float(value))
+
+    filters = Filters(year(since, "From year"), year(until, "To year"), (author or "").strip() or None, source or None)
+    return filters if filters.active else None
+
+
+def _api_ask(handlers: Handlers) -> Callable[..., dict[str, Any]]:
+    """The function behind the /ask endpoint; its ``top_k`` defaults to the settings' (the API page shows it)."""
+    settings = handlers.settings
+
+    def api_ask(
+        question: str,
+        top_k: int = settings.retrieval.top_papers,
+        collection: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        author: str | None = None,
+        source: str | None = None,
+    ) -> dict[str, Any]:
+        """Answer a question from a collection (the page's when None), only from the papers that pass
+        the filters given: the Answer as JSON (text, citations, sources, timings)."""
         try:
-            return asdict(ask(question, services=services, top_k=top_k))
+            services = handlers.services_for(collection)
+            filters = page_filters(since, until, author, source)
+            return asdict(ask(question, services=services, top_k=top_k, filters=filters))
         except PaperciteError as exc:
             raise gr.Error(page_message(exc, settings), print_exception=False) from None
 
