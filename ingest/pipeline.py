@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from llama_index.core.schema import TextNode
 
 
-__all__ = ["IngestReport", "Progress", "chunk_papers", "ingest_papers", "ingest_path"]
+__all__ = ["IngestReport", "Progress", "chunk_papers", "ingest_papers", "ingest_path", "ingest_zotero_collections"]
 
 # Called with (chunks done, chunks total) as batches are written.
 Progress = Callable[[int, int], None]
@@ -92,6 +92,30 @@ def ingest_path(
     report = ingest_papers(read.papers, settings=settings, services=services, progress=progress, source=str(path))
     report.skipped[:0] = read.problems
     return report
+
+
+def ingest_zotero_collections(
+    path: str | Path, *, settings: Settings, progress: Progress | bool = True
+) -> list[IngestReport]:
+    """Ingest each Zotero collection's papers into the papercite collection of its name (created as needed).
+
+    Items in no collection are not ingested here (``ingest_path`` ingests the whole library).
+
+    Raises:
+        BadInput: the file is not a Zotero library.
+    """
+    from ingest.zotero import collection_name, read_zotero, zotero_collections
+
+    read = read_zotero(path)
+    reports = []
+    for zotero_name, origins in sorted(zotero_collections(path).items()):
+        papers = [p for p in read.papers if p.origin in origins]
+        if papers:
+            name = collection_name(zotero_name)
+            target = settings.updated(store={"collection": name})
+            source = f"Zotero collection {zotero_name!r} -> collection {name!r}"
+            reports.append(ingest_papers(papers, settings=target, progress=progress, source=source))
+    return reports
 
 
 def ingest_papers(

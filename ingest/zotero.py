@@ -7,6 +7,9 @@ Zotero keeps every item's fields in an entity-attribute-value layout: ``items``,
 Each item becomes the same record the BibTeX reader makes of Zotero's own export (title,
 abstract, authors in reading order, year, URL, DOI), so a paper read from both is one paper.
 
+Zotero's collections (``collections``, ``collectionItems``) are read on request by
+:func:`zotero_collections`, for ``papercite ingest --zotero-collections``.
+
 Zotero holds an exclusive lock on its database while it runs. The file is opened
 read-only; when it is locked, it is read as ``immutable`` (SQLite then takes no lock
 and trusts nothing changes underneath), which is safe while Zotero only sits open.
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import unicodedata
 from collections import defaultdict
 from contextlib import closing
 from pathlib import Path
@@ -25,7 +29,7 @@ from ingest.papers import ReadResult
 from ingest.records import Collector
 from rag.errors import BadInput
 
-__all__ = ["find_zotero_library", "read_zotero"]
+__all__ = ["collection_name", "find_zotero_library", "read_zotero", "zotero_collections"]
 
 _NOT_PAPERS = ("note", "attachment", "annotation")
 _WANTED = ("title", "abstractNote", "date", "DOI", "url")
@@ -89,6 +93,49 @@ def read_zotero(path: str | Path) -> ReadResult:
         }
         collector.add(item_id, {key: value for key, value in record.items() if value is not None})
     return collector.result
+
+
+def zotero_collections(path: str | Path) -> dict[str, set[str]]:
+    """Each collection of the library (trashed ones left out): its name and its items' origins,
+    as the papers :func:`read_zotero` makes carry them (``zotero.sqlite:ITEMID``).
+
+    A subcollection is a collection of its own, named "Parent - Child".
+
+    Raises:
+        BadInput: as :func:`read_zotero`.
+    """
+    path = find_zotero_library(path)
+    read_zotero(path)  # the same checks and messages for a file that is not a library
+    with closing(_connect(path)) as db:
+        if not _has(db, "collections") or not _has(db, "collectionItems"):
+            return {}
+        trash = "WHERE collectionID NOT IN (SELECT collectionID FROM deletedCollections)"
+        rows = db.execute(
+            "SELECT collectionID, collectionName, parentCollectionID FROM collections "
+            + (trash if _has(db, "deletedCollections") else "")
+        ).fetchall()
+        names = {cid: (name, parent) for cid, name, parent in rows}
+
+        def full(cid: int, seen: tuple[int, ...] = ()) -> str:
+            name, parent = names[cid]
+            return f"{full(parent, (*seen, cid))} - {name}" if parent in names and parent not in seen else name
+
+        items: dict[str, set[str]] = defaultdict(set)
+        for cid, item_id in db.execute("SELECT collectionID, itemID FROM collectionItems"):
+            if cid in names:
+                items[full(cid)].add(f"{path.name}:{item_id}")
+    return dict(items)
+
+
+def collection_name(zotero_name: str) -> str:
+    """The papercite collection a Zotero collection maps to: accents dropped, other characters as '-'.
+
+    "Thèse / Chapter 2" becomes "These-Chapter-2".
+    """
+    plain = unicodedata.normalize("NFKD", zotero_name).encode("ascii", "ignore").decode()
+    name = re.sub(r"[^A-Za-z0-9._]+", "-", plain)
+    name = re.sub(r"\.{2,}", ".", name).strip("-._")[:64].strip("-._")
+    return name or "zotero"
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from ingest import ingest_path, read_papers
-from ingest.zotero import read_zotero
+from ingest.zotero import collection_name, read_zotero, zotero_collections
 from rag import BadInput
 from rag.settings import Settings
 
@@ -113,3 +113,29 @@ def test_papercite_ingest_zotero_reads_the_data_directory_and_changes_nothing_on
         assert failed.exit_code == 3 and failed.stderr.startswith("Error: ") and failed.stderr.count("\n") == 1
     stats = CliRunner().invoke(cli, ["stats"])
     assert "papers: 2" in stats.stdout  # the failed ingests wrote nothing
+
+
+def test_zotero_collections_become_papercite_collections_on_request(tmp_path: Path, monkeypatch: Any) -> None:
+    from rag.collections import list_collections
+    from ui.cli import cli
+
+    monkeypatch.setenv("PAPERCITE_DATA_DIR", str(tmp_path / "data"))
+    library = build_zotero_library(tmp_path / "zotero.sqlite")
+    assert zotero_collections(library) == {
+        "thesis": {"zotero.sqlite:1"},
+        "thesis - Speech & Audio": {"zotero.sqlite:1", "zotero.sqlite:2"},  # a subcollection, by its path
+    }
+    assert collection_name("thesis - Speech & Audio") == "thesis-Speech-Audio"
+    assert collection_name("Thèse / Chapitre 2") == "These-Chapitre-2" and collection_name("!!!") == "zotero"
+
+    result = CliRunner().invoke(cli, ["ingest", str(library), "--zotero-collections"])
+    assert result.exit_code == 0, result.output
+    counts = {c.name: c.papers for c in list_collections(Settings())}
+    assert counts == {"default": 2, "thesis": 1, "thesis-Speech-Audio": 2}  # the whole library stays in default
+    again = CliRunner().invoke(cli, ["ingest", str(library), "--zotero-collections"])
+    assert again.exit_code == 0 and all(": 0 added" in line for line in again.stdout.splitlines())  # idempotent
+
+    plain = tmp_path / "p.jsonl"
+    plain.write_text('{"title": "T", "abstract": "A."}\n', encoding="utf-8")
+    refused = CliRunner().invoke(cli, ["ingest", str(plain), "--zotero-collections"])
+    assert refused.exit_code == 3 and "needs a Zotero library" in refused.stderr

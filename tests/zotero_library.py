@@ -93,7 +93,9 @@ def build_zotero_library(path: Path) -> Path:
                    [(1, "José", "Ñúñez", 0), (2, "Pat", "O'Brien", 0), (3, "", "Speech Lab", 1)])  # fmt: skip
     db.executemany("INSERT INTO itemCreators VALUES (?, ?, 1, ?)", [(1, 2, 1), (1, 1, 0), (2, 3, 0)])
     db.execute("INSERT INTO collections (collectionID, collectionName, libraryID, key) VALUES (1, 'thesis', 1, 'C1')")
-    db.execute("INSERT INTO collectionItems VALUES (1, 1, 0)")
+    db.execute("INSERT INTO collections (collectionID, collectionName, parentCollectionID, libraryID, key) "
+               "VALUES (2, 'Speech & Audio', 1, 1, 'C2')")  # fmt: skip
+    db.executemany("INSERT INTO collectionItems VALUES (?, ?, 0)", [(1, 1), (2, 1), (2, 2)])
     db.execute("INSERT INTO deletedItems (itemID) VALUES (6)")
     db.commit()
     db.close()

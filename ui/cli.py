@@ -84,15 +84,22 @@ def cli() -> None:
     metavar="NAME",
     help="The collection to add to, created when it does not exist (default: default).",
 )
+@click.option(
+    "--zotero-collections",
+    is_flag=True,
+    help="Also put each paper of a Zotero library into a collection named after each Zotero collection it is in.",
+)
 def ingest(
     paths: tuple[Path, ...],
     fmt: str | None,
     sample: bool,
     zotero_dir: Path | None,
     collection: str | None,
+    zotero_collections: bool,
 ) -> None:
     """Add the papers in PATHS (page text, JSONL/JSON, CSV, BibTeX, zotero.sqlite) to a collection."""
     from ingest import ingest_path, sample_corpus
+    from ingest.pipeline import ingest_zotero_collections
     from ingest.zotero import find_zotero_library
 
     settings = _settings(collection=collection)
@@ -100,6 +107,9 @@ def ingest(
     targets += [find_zotero_library(zotero_dir)] if zotero_dir else []
     if not targets:
         raise BadInput("Nothing to ingest: give one or more files, e.g. `papercite ingest library.bib`, or --sample.")
+    libraries = [t for t in targets if fmt == "zotero" or Path(t).suffix.lower() == ".sqlite"]
+    if zotero_collections and not libraries:
+        raise BadInput("--zotero-collections needs a Zotero library: give zotero.sqlite or --zotero DIR.")
     for path in targets:
         report = ingest_path(path, settings=settings, format=fmt)
         click.echo(report.summary())
@@ -107,6 +117,9 @@ def ingest(
             click.echo(f"  skipped {problem}", err=True)
         if len(report.skipped) > 20:
             click.echo(f"  ... and {len(report.skipped) - 20} more skipped", err=True)
+        if zotero_collections and path in libraries:
+            for part in ingest_zotero_collections(path, settings=settings):
+                click.echo(part.summary())
 
 
 @cli.command()
