@@ -126,6 +126,13 @@ def rename_collection(settings: Settings, old: str, new: str) -> None:
     from rag.store import Store
 
     target = chroma_name(new)
+    if (
+        new == DEFAULT
+        and old != DEFAULT
+        and _exists(settings, DEFAULT)
+        and not Store(_for(settings, DEFAULT)).collection.count()
+    ):
+        delete_collection(settings, DEFAULT)  # the empty default a command opened: nothing is lost
     if new in collection_names(settings) and (new != DEFAULT or _exists(settings, DEFAULT)):
         raise BadInput(
             f"A collection named {new!r} exists: pick another name, or delete it first "

@@ -95,6 +95,7 @@ class SparseRetriever(BaseRetriever):
         self._fetch = fetch
         self._stemmer = Stemmer.Stemmer("english")
         self._sorted: tuple[np.ndarray, np.ndarray] | None = None
+        self.masks: dict[str, np.ndarray] = {}  # a filter's key -> its mask, kept by whoever builds them
 
     def mask(self, ids: np.ndarray) -> np.ndarray:
         """Which indexed chunks are among ``ids`` (UTF-8 encoded), as a boolean array in index order."""

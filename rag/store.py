@@ -44,7 +44,7 @@ _RECOUNT_SECONDS = 5.0  # how stale bm25()'s view of Chroma's chunk count may be
 # Collection metadata: every chunk carries the fields filters match on (rag.chunks.ChunkRecord.filter_metadata),
 # and the names of the files its papers came from.
 _FILTER_FIELDS, _SOURCES = "papercite_filter_fields", "papercite_sources"
-_MASKS = 8  # BM25 masks of recent filters kept per store
+_MASKS = 8  # BM25 masks of recent filters kept per loaded index
 
 
 def open_client(settings: Settings) -> tuple[ClientAPI, str]:
@@ -137,7 +137,6 @@ class Store:
         self.sparse = BM25Index(settings.data_dir / "bm25" / chroma, settings.retrieval.candidates, fetch=self.nodes)
         self._counted_at = -math.inf
         self._count_lock = threading.Lock()
-        self._masks: dict[tuple[int, str], Any] = {}  # (retriever, where) -> which indexed chunks pass
 
     # -- what is stored -------------------------------------------------------------
 
@@ -250,8 +249,8 @@ class Store:
         """``retriever`` restricted to the chunks that pass ``where`` (the same filter dense retrieval applies)."""
         import numpy as np
 
-        key = (id(retriever), json.dumps(where, sort_keys=True))
-        mask = self._masks.get(key)
+        key = json.dumps(where, sort_keys=True)
+        mask = retriever.masks.get(key)  # kept with the index it indexes: a rebuilt index starts afresh
         if mask is None:
             ids: list[str] = []
             offset = 0
@@ -259,9 +258,9 @@ class Store:
                 ids.extend(rows["ids"])
                 offset += len(rows["ids"])
             mask = retriever.mask(np.array(ids, dtype=bytes))
-            if len(self._masks) >= _MASKS:
-                self._masks.pop(next(iter(self._masks)))
-            self._masks[key] = mask
+            if len(retriever.masks) >= _MASKS:
+                retriever.masks.pop(next(iter(retriever.masks)))
+            retriever.masks[key] = mask
         return retriever.only(mask)
 
     @contextmanager

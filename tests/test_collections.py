@@ -132,3 +132,11 @@ def test_the_evals_collections_stay_out_of_the_users_list(two_collections: Setti
     assert [c.name for c in list_collections(two_collections)] == ["default", "thesis"]
     code, _out, err = _run("eval", "--set", "bundled", "--collection", "thesis")
     assert code == 3 and "asked of its own collection" in err
+
+
+def test_a_collection_can_become_the_default_when_the_default_is_empty(tmp_path: Path) -> None:
+    assert _run("ingest", "--collection", "thesis", _file(tmp_path, "thesis.jsonl", THESIS))[0] == 0
+    assert _run("collections")[1].splitlines()[0] == "default\t0 papers\t0 chunks"  # opened, so made, but empty
+    code, _out, err = _run("collections", "rename", "thesis", "default")
+    assert code == 0, err
+    assert list_collections(Settings()) == [CollectionInfo("default", 2, 2)]
