@@ -100,7 +100,7 @@ class _Chat:
     clear_button: gr.Button
     copy_box: gr.Textbox
     downloads: tuple[gr.DownloadButton, ...]  # the last answer as Markdown, BibTeX, RIS
-    filters: tuple[gr.Number, gr.Number, gr.Textbox, gr.Dropdown]  # since, until, author, source
+    filters: tuple[gr.Textbox, gr.Textbox, gr.Textbox, gr.Dropdown]  # since, until, author, source
 
 
 @dataclass(frozen=True)
@@ -140,9 +140,9 @@ def _chat_column() -> _Chat:
             )
             ask_button = gr.Button("Ask", variant="primary", elem_id="pc-ask", scale=1)
         with gr.Accordion("Filter papers", open=False, elem_id="pc-filters"), gr.Row():
-            since = gr.Number(label="From year", precision=0, elem_id="pc-since")
-            until = gr.Number(label="To year", precision=0, elem_id="pc-until")
-            author = gr.Textbox(label="Author", placeholder="e.g. Han or Müller", elem_id="pc-author")
+            since = gr.Textbox(label="From year", placeholder="any, e.g. 2021", max_lines=1, elem_id="pc-since")
+            until = gr.Textbox(label="To year", placeholder="any, e.g. 2023", max_lines=1, elem_id="pc-until")
+            author = gr.Textbox(label="Author", placeholder="e.g. Han or Müller", max_lines=1, elem_id="pc-author")
             source = gr.Dropdown(
                 choices=[], value=None, label="From file", allow_custom_value=False, elem_id="pc-source"
             )

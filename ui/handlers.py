@@ -131,8 +131,8 @@ class Handlers:
         top_k: int,
         llm_label: str | None,
         collection: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
+        since: str | None = None,
+        until: str | None = None,
         author: str | None = None,
         source: str | None = None,
     ) -> Iterator[tuple[Any, ...]]:
@@ -255,19 +255,22 @@ def _failed(
     raise gr.Error(message, print_exception=False) from None
 
 
-def page_filters(since: float | None, until: float | None, author: str | None, source: str | None) -> Filters | None:
-    """The filter the page's controls describe (blank ones, and years of 0, let everything through), or None.
+def page_filters(
+    since: str | int | None, until: str | int | None, author: str | None, source: str | None
+) -> Filters | None:
+    """The filter the page's controls describe (blank ones let everything through), or None.
 
     Raises:
-        BadInput: a year is not a whole year, or ``since`` is after ``until``.
+        BadInput: a year is not a year, or ``since`` is after ``until``.
     """
 
-    def year(value: float | None, name: str) -> int | None:
-        if value is None or value == "" or value == 0:  # a cleared number box sends 0
+    def year(value: str | int | None, name: str) -> int | None:
+        text = str(value if value is not None else "").strip()
+        if not text:
             return None
-        if float(value) != int(float(value)):
-            raise BadInput(f"{name} {value!r} is not a year: give four digits, e.g. 2021.")
-        return int(float(value))
+        if not text.isdigit():
+            raise BadInput(f"{name} {text!r} is not a year: give four digits, e.g. 2021, or leave it empty.")
+        return int(text)
 
     filters = Filters(year(since, "From year"), year(until, "To year"), (author or "").strip() or None, source or None)
     return filters if filters.active else None
