@@ -417,8 +417,10 @@ def test_a_new_collection_takes_uploads_and_filters_narrow_its_answers(
     assert "No paper in collection 'kernels' matches years from 2030, author MULLER" in reply
     assert len(gated.history) == asked  # no fallback to unfiltered papers: the model was not asked
 
-    _pick_collection(page, "default")  # back to the sample: its panel, and a new chat
-    page.wait_for_function("document.querySelector('#pc-collection').innerText.includes('84 papers')")
+    _pick_collection(page, "default")  # back to the sample (and any uploads to it): its panel, and a new chat
+    page.wait_for_function(
+        "Number(document.querySelector('#pc-collection').innerText.match(/(\\d+) papers/)?.[1]) >= 84"
+    )
     page.wait_for_function("document.querySelectorAll('#pc-chat [data-testid=bot]').length === 0")
     page.close()
 
