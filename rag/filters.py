@@ -124,7 +124,8 @@ def check_filters(filters: Filters, store: Store) -> str:
         else ""
     )
     if not store.collection.get(where={"$and": [first_chunks, where]}, limit=1, include=[])["ids"]:
-        hint = f" Sources here: {', '.join(store.sources())}." if filters.source is not None and store.sources() else ""
+        known = store.sources() if filters.source is not None else []
+        hint = f" Sources here: {', '.join(known)}." if known else ""
         raise NoMatch(
             f"No paper in collection {store.name!r} matches {filters.describe()}.{left_out}{hint} "
             "Widen or remove the filter."

@@ -238,7 +238,7 @@ class Store:
                     if (record := ChunkRecord.read(meta)) is not None:
                         ids.append(chunk_id)
                         fields.append(record.filter_metadata())
-                        sources.add(record.filter_metadata()["source"])
+                        sources.add(fields[-1]["source"])
                 if ids:
                     self.collection.update(ids=ids, metadatas=fields)  # type: ignore[arg-type]
                 offset += len(rows["ids"])
