@@ -23,7 +23,7 @@ from rag.filters import Filters
 from rag.retrieve import retrieve
 from rag.settings import Settings
 from rag.similar import similar
-from rag.types import Answer, Citation, Reading, Source, Timings
+from rag.types import Answer, Citation, PaperReading, Reading, Source, Timings
 
 __all__ = [
     "Answer",
@@ -34,6 +34,7 @@ __all__ = [
     "IndexEmpty",
     "LLMUnavailable",
     "NoMatch",
+    "PaperReading",
     "PaperciteError",
     "Reading",
     "Settings",

@@ -13,12 +13,13 @@ from rag.context import best_sentences, continue_numbers
 from rag.errors import BadInput, EmptyQuestion, LLMUnavailable
 from rag.filters import Filters
 from rag.llms import BackendLLM, stream_chat
+from rag.per_paper import answer_from_readings
 from rag.prompt import ABSTAIN_TEXT, build_messages
 from rag.retrieve import retrieve_timed
 from rag.services import Services, get_services
 from rag.settings import Settings
 from rag.steps import POST_STEPS, PRE_STEPS, Draft, Parts, run_steps, says_not_covered
-from rag.types import Answer, Reading, Source, Timings, Turn
+from rag.types import Answer, PaperReading, Reading, Source, Timings, Turn
 
 if TYPE_CHECKING:
     from llama_index.core.llms import LLM
@@ -62,10 +63,10 @@ def ask_stream(
     services: Services | None = None,
     history: Answer | None = None,
     filters: Filters | None = None,
-) -> Iterator[str | Reading | Answer]:
+) -> Iterator[str | Reading | PaperReading | Answer]:
     """Answer ``question`` from the collection, yielding what is known as soon as it is known.
 
-    In order:
+    In order (``answer.mode = one_prompt``):
 
     - one ``Reading``: the papers the model will read, numbered as the prompt numbers
       them, each with its sentence that best matches the question. It comes once
@@ -76,6 +77,11 @@ def ask_stream(
     - the ``Answer``, last. Its ``text`` is the checked version (invalid markers
       removed, uncited sentences attributed), so a page should replace what it
       streamed with it.
+
+    With ``answer.mode = per_paper`` (:mod:`rag.per_paper`): the ``Reading`` (the papers
+    about to be read, one at a time), then one ``PaperReading`` as each paper's reading
+    ends (its verdict, confidence and verified finding), then the ``Answer``. No ``str``
+    pieces: a page shows each finding as it comes.
 
     Callers that want only the answer use :func:`ask`, which skips the rest.
 
@@ -110,21 +116,38 @@ def ask_stream(
     previous = conversation[-1].question if conversation else None
     sources, retrieval_s, filtered = retrieve_timed(text, services, top_k, previous=previous, filters=filters)
     parts = Parts(settings, services.embed_model, services.store)
-    draft = run_steps(PRE_STEPS, Draft(text, sources, context=list(sources), conversation=conversation), parts)
+    per_paper = settings.answer.mode == "per_paper"
+    pre = [s for s in PRE_STEPS if not (per_paper and s.name == "select_context")]  # per_paper picks its own
+    draft = run_steps(pre, Draft(text, sources, context=list(sources), conversation=conversation), parts)
     if draft.abstained:  # nothing in the collection is close: say so without spending a generation
         yield ABSTAIN_TEXT
-        yield _answer(draft, Timings(retrieval_s, None, time.perf_counter() - started), notice=filtered)
+        answer = _answer(draft, Timings(retrieval_s, None, time.perf_counter() - started), notice=filtered)
+        yield replace(answer, mode=settings.answer.mode)
+        return
+    backend = services.backend if llm is None else BackendLLM.given(llm)
+    may_fall_back = llm is None and settings.llm.backend == "auto"
+    if per_paper:
+        yield from answer_from_readings(
+            text,
+            draft.sources,
+            services,
+            backend,
+            conversation=conversation,
+            started=started,
+            retrieval=retrieval_s,
+            notice=filtered,
+            may_fall_back=may_fall_back,
+        )
         return
     numbered, context = continue_numbers(draft.sources, draft.context, conversation)
     draft = replace(draft, sources=numbered, context=context)
     yield Reading(text, tuple(draft.context), tuple(best_sentences(text, draft.context)))
 
-    backend = services.backend if llm is None else BackendLLM.given(llm)
     if settings.answer.judge:
         from rag.judge import make_judge
 
         parts.judge = make_judge(backend)
-    attempt = _Attempt(started, backend, may_fall_back=llm is None and settings.llm.backend == "auto")
+    attempt = _Attempt(started, backend, may_fall_back=may_fall_back)
     yield from attempt.run(build_messages(text, draft.context, conversation=conversation), services)
     if _should_retry(attempt.raw, sources, settings):
         attempt.raw = ""

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
+import logging
 import os
 import queue
 import secrets
 import threading
+import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +35,7 @@ from llama_index.core.base.llms.types import (
     CompletionResponse,
     CompletionResponseGen,
     LLMMetadata,
+    LogProb,
     MessageRole,
 )
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
@@ -39,6 +43,7 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.custom import CustomLLM
 
 from rag.errors import LLMUnavailable
+from rag.prefixes import PrefixStore
 
 __all__ = ["EMBEDDED_MODELS", "EmbeddedLLM", "FifoLock", "GGUFSpec", "ensure_gguf"]
 
@@ -81,6 +86,7 @@ EMBEDDED_MODELS: dict[str, GGUFSpec] = {
 }
 
 _JOIN_LOCK = threading.Lock()
+log = logging.getLogger(__name__)
 
 
 def ensure_gguf(spec: GGUFSpec, models_dir: Path) -> Path:
@@ -171,7 +177,9 @@ class FifoLock:
 class _LoadedModel:
     """One llama.cpp server in this process, and the lock that serialises its use."""
 
-    def __init__(self, path: Path, n_ctx: int, threads: int, runtime: Path | None) -> None:
+    def __init__(
+        self, path: Path, n_ctx: int, threads: int, runtime: Path | None, cache_mib: int, slots: Path | None
+    ) -> None:
         from rag.runtime import load_xllamacpp
 
         xllamacpp = load_xllamacpp(runtime)
@@ -186,6 +194,12 @@ class _LoadedModel:
         # The server keeps the previous prompt's KV cache, so the fixed instructions
         # at the start of every prompt are evaluated once, not per question.
         params.cache_prompt = True
+        # And keeps earlier prompts in host memory up to this budget, the least recently used
+        # dropped first: a paper read once (per_paper mode) is not read again for a later question.
+        params.cache_ram_mib = cache_mib
+        if slots is not None:  # where saved states of read papers go (rag.prefixes); llama.cpp appends the name
+            slots.mkdir(parents=True, exist_ok=True)
+            params.slot_save_path = f"{slots}{os.sep}"
         # xllamacpp also serves the model over HTTP on a loopback port (OpenAI-compatible).
         # papercite calls it in-process; the key keeps other local programs out.
         self.api_key = secrets.token_urlsafe(24)
@@ -195,8 +209,10 @@ class _LoadedModel:
         self.lock = FifoLock()
 
 
-def _load(path: Path, n_ctx: int, threads: int, runtime: Path | None) -> _LoadedModel:
-    """The loaded model for this file, context size and thread count (loaded once per process).
+def _load(
+    path: Path, n_ctx: int, threads: int, runtime: Path | None, cache_mib: int, slots: Path | None
+) -> _LoadedModel:
+    """The loaded model for this file, context size, thread count and prompt cache (loaded once per process).
 
     ``runtime`` is an xllamacpp built for this CPU (:mod:`rag.runtime`), or None for the wheel.
     """
@@ -204,7 +220,7 @@ def _load(path: Path, n_ctx: int, threads: int, runtime: Path | None) -> _Loaded
 
     def load() -> _LoadedModel:
         try:
-            return _LoadedModel(path, n_ctx, threads, runtime)
+            return _LoadedModel(path, n_ctx, threads, runtime, cache_mib, slots)
         except ImportError as exc:
             if runtime is not None:
                 raise LLMUnavailable(
@@ -218,7 +234,7 @@ def _load(path: Path, n_ctx: int, threads: int, runtime: Path | None) -> _Loaded
         except Exception as exc:
             raise LLMUnavailable(f"Backend embedded cannot load {path}: {exc}.") from exc
 
-    return shared("weights", f"{path}|{n_ctx}|{threads}", load)
+    return shared("weights", f"{path}|{n_ctx}|{threads}|{runtime}|{cache_mib}|{slots}", load)
 
 
 def default_threads() -> int:
@@ -239,8 +255,13 @@ class EmbeddedLLM(CustomLLM):
     temperature: float = Field(0.0, description="Sampling temperature.")
     threads: int = Field(default_factory=default_threads, description="CPU threads.")
     runtime: str | None = Field(None, description="Directory of an xllamacpp built for this CPU; None: the wheel.")
+    prompt_cache_mib: int = Field(4096, ge=0, description="Host memory for earlier prompts' KV cache, in MiB.")
+    top_logprobs: int = Field(0, ge=0, description="Alternatives per generated token to return with log-probabilities.")
+    prefix_dir: str | None = Field(None, description="Where states of read prompt prefixes are saved (rag.prefixes).")
+    prefix_budget_mib: int = Field(4096, ge=0, description="Disk the saved prefix states may take, in MiB.")
 
     _model: _LoadedModel = PrivateAttr()
+    _prefixes: PrefixStore | None = PrivateAttr(default=None)
 
     def __init__(self, **data: Any) -> None:
         """Load the model (shared with any other EmbeddedLLM on the same file).
@@ -250,7 +271,12 @@ class EmbeddedLLM(CustomLLM):
         """
         super().__init__(**data)
         runtime = Path(self.runtime) if self.runtime else None
-        self._model = _load(Path(self.model_path), self.context_window, self.threads, runtime)
+        slots = Path(self.prefix_dir) if self.prefix_dir else None
+        self._model = _load(
+            Path(self.model_path), self.context_window, self.threads, runtime, self.prompt_cache_mib, slots
+        )
+        if slots is not None:
+            self._prefixes = PrefixStore(slots, self.prefix_budget_mib << 20)
 
     @classmethod
     def class_name(cls) -> str:
@@ -283,22 +309,66 @@ class EmbeddedLLM(CustomLLM):
             "stream": stream,
             "cache_prompt": True,
         }
+        if self.top_logprobs:
+            request |= {"logprobs": True, "top_logprobs": self.top_logprobs}
         request.update(kwargs)  # e.g. json_schema or grammar for constrained output
         return request
 
+    @property
+    def keeps_prefixes(self) -> bool:
+        """True when ``chat(..., prefix=...)`` saves and restores read prefixes on disk (:mod:`rag.prefixes`)."""
+        return self._prefixes is not None
+
+    @property
+    def prefix_store(self) -> PrefixStore | None:
+        """The saved prefix states this model restores and saves, if any."""
+        return self._prefixes
+
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        """Answer in one piece."""
+        """Answer in one piece.
+
+        ``prefix`` (keyword): the text of the messages' reusable start (a paper's reading prefix).
+        Its saved state is restored first when there is one, and saved after the reply when
+        there is not, so a paper is read once across questions and processes (:mod:`rag.prefixes`).
+        """
+        prefix = kwargs.pop("prefix", None)
+        store = self._prefixes if prefix else None
         with self._model.lock:
+            restored = store is not None and store.has(prefix) and self._slot("restore", store.name(prefix))
             result = self._model.server.handle_chat_completions(self._request(messages, False, **kwargs))
+            if store is not None and not restored and "error" not in result and self._slot("save", store.name(prefix)):
+                store.evict()
         if "error" in result:
             raise LLMUnavailable(f"Backend embedded failed: {result['error']}.")
-        text = result["choices"][0]["message"].get("content") or ""
+        choice = result["choices"][0]
+        timings = result.get("timings") or {}
         return ChatResponse(
-            message=ChatMessage(role=MessageRole.ASSISTANT, content=text),
+            message=ChatMessage(role=MessageRole.ASSISTANT, content=choice["message"].get("content") or ""),
             raw=result,
-            additional_kwargs={"prompt_tokens": result.get("usage", {}).get("prompt_tokens")},
+            logprobs=_logprobs(choice.get("logprobs")),
+            additional_kwargs={
+                "prompt_tokens": result.get("usage", {}).get("prompt_tokens"),
+                "cached_tokens": timings.get("cache_n"),  # read from the prompt cache, not evaluated
+            },
         )
+
+    def _slot(self, action: str, name: str) -> bool:
+        """Save or restore llama.cpp's one slot to or from file ``name`` (under the lock); False when it failed.
+
+        A failed restore (a file cut short, a model changed) only means the paper is read again.
+        """
+        request = urllib.request.Request(
+            f"{self._model.url}/slots/0?action={action}",
+            data=json.dumps({"filename": name}).encode(),
+            headers={"Authorization": f"Bearer {self._model.api_key}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:  # our own loopback server
+                return response.status == 200
+        except (OSError, ValueError) as exc:
+            log.info("llama.cpp slot %s of %s failed: %s", action, name, exc)
+            return False
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
@@ -356,3 +426,13 @@ class EmbeddedLLM(CustomLLM):
         """Stream the completion of a prompt, sent as one user message."""
         for response in self.stream_chat([ChatMessage(role=MessageRole.USER, content=prompt)], **kwargs):
             yield CompletionResponse(text=response.message.content or "", delta=response.delta, raw=response.raw)
+
+
+def _logprobs(found: dict[str, Any] | None) -> list[list[LogProb]] | None:
+    """llama.cpp's OpenAI-style ``logprobs`` as llama-index's: per generated token, its top alternatives."""
+    if not found or not found.get("content"):
+        return None
+    return [
+        [LogProb(token=alt["token"], logprob=alt["logprob"]) for alt in token.get("top_logprobs") or [token]]
+        for token in found["content"]
+    ]

@@ -21,11 +21,15 @@ from rag.settings import LLMSettings, Settings
 
 __all__ = [
     "BackendLLM",
+    "ReadingLLMs",
     "build_llm",
+    "chat_once",
     "embedded_runtime",
     "llm_choices",
     "models_dir",
     "ollama_has_model",
+    "prefixes_dir",
+    "reading_llms",
     "stream_chat",
 ]
 
@@ -138,11 +142,11 @@ def build_llm(settings: Settings) -> BackendLLM:
 
 
 def _ollama(settings: Settings) -> BackendLLM:
-    from llama_index.llms.ollama import Ollama
+    from rag.ollama import LogprobOllama
 
     conf = settings.llm
     host = conf.resolved_ollama_host()
-    llm = Ollama(
+    llm = LogprobOllama(
         model=conf.ollama_model,
         base_url=host,
         request_timeout=conf.request_timeout,
@@ -177,6 +181,9 @@ def _embedded(settings: Settings) -> BackendLLM:
         max_tokens=conf.max_tokens,
         temperature=conf.temperature,
         threads=conf.threads or default_threads(),
+        prompt_cache_mib=conf.prompt_cache_mib,
+        prefix_dir=str(prefixes_dir(settings, path)) if conf.prefix_disk_mib else None,
+        prefix_budget_mib=conf.prefix_disk_mib,
     )
     where = "embedded llama.cpp" + (" built for this CPU" if runtime.path else "")
     return BackendLLM(llm, f"embedded:{llm.model_name}", where, "reinstall with pip install 'papercite[embedded]'")
@@ -187,6 +194,11 @@ def embedded_runtime(settings: Settings) -> Choice:
     if not settings.llm.native_runtime:
         return Choice(None, "PAPERCITE_LLM__NATIVE_RUNTIME is off")
     return choose_runtime(models_dir(settings), wheel_version(), cpu_flags())
+
+
+def prefixes_dir(settings: Settings, model: Path) -> Path:
+    """Where the embedded ``model`` keeps the saved states of papers it has read (:mod:`rag.prefixes`)."""
+    return settings.data_dir / "prefixes" / model.stem
 
 
 def models_dir(settings: Settings) -> Path:
@@ -216,6 +228,66 @@ def _openai(settings: Settings) -> BackendLLM:
     )
     fix = "check that the server is running and PAPERCITE_LLM__OPENAI_BASE_URL is right"
     return BackendLLM(llm, f"openai:{conf.openai_model}", f"OpenAI-compatible server at {conf.openai_base_url}", fix)
+
+
+@dataclass(frozen=True)
+class ReadingLLMs:
+    """The backend's model set up for the two calls of a per-paper reading (:mod:`rag.readings`).
+
+    Attributes:
+        verdict: writes one token and returns its log-probabilities when the backend can
+            (a caller's own LLM is asked as it is: then its reply's first word is the verdict).
+        finding: writes up to the reading's token budget.
+        keeps_prefixes: ``verdict.chat(..., prefix=...)`` saves and restores the state of a paper's
+            read prefix on disk (the embedded model, :mod:`rag.prefixes`).
+    """
+
+    verdict: LLM
+    finding: LLM
+    keeps_prefixes: bool = False
+
+
+def reading_llms(backend: BackendLLM, max_tokens: int, top_logprobs: int) -> ReadingLLMs:
+    """Copies of ``backend``'s llama-index LLM set up for a reading: a one-token verdict with its
+    log-probabilities, and a finding of up to ``max_tokens`` (the same loaded model, not another)."""
+    from llama_index.llms.openai_like import OpenAILike
+
+    from rag.embedded import EmbeddedLLM
+    from rag.ollama import LogprobOllama
+
+    llm = backend.llm
+    if (set_up := getattr(llm, "for_reading", None)) is not None:  # an LLM that wraps another (the evals' replay)
+        return set_up(max_tokens, top_logprobs)  # type: ignore[no-any-return]
+    match llm:
+        case EmbeddedLLM():
+            verdict = llm.model_copy(update={"max_tokens": 1, "top_logprobs": top_logprobs})
+            return ReadingLLMs(verdict, llm.model_copy(update={"max_tokens": max_tokens}), llm.keeps_prefixes)
+        case LogprobOllama():
+            options = llm.additional_kwargs
+            verdict = llm.model_copy(
+                update={"additional_kwargs": {**options, "num_predict": 1}, "top_logprobs": top_logprobs}
+            )
+            finding = llm.model_copy(update={"additional_kwargs": {**options, "num_predict": max_tokens}})
+            return ReadingLLMs(verdict, finding)
+        case OpenAILike():
+            verdict = llm.model_copy(update={"max_tokens": 1, "logprobs": True, "top_logprobs": top_logprobs})
+            return ReadingLLMs(verdict, llm.model_copy(update={"max_tokens": max_tokens}))
+        case _:  # a caller's own LLM: asked as it is
+            return ReadingLLMs(llm, llm)
+
+
+def chat_once(backend: BackendLLM, llm: LLM, messages: Sequence[ChatMessage], **kwargs: object) -> ChatResponse:
+    """One reply from ``llm`` (a copy of ``backend``'s), with any client failure as ``LLMUnavailable``.
+
+    Raises:
+        LLMUnavailable: the backend could not be reached, timed out, or failed.
+    """
+    try:
+        return llm.chat(messages, **kwargs)
+    except PaperciteError:
+        raise
+    except Exception as exc:  # ollama, httpx and openai each raise their own types
+        raise LLMUnavailable(f"Cannot get an answer from {backend.backend} ({_describe(exc)}): {backend.fix}.") from exc
 
 
 def stream_chat(backend: BackendLLM, messages: Sequence[ChatMessage]) -> Iterator[ChatResponse]:

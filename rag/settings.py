@@ -22,6 +22,7 @@ __all__ = [
     "AnswerSettings",
     "EmbeddingSettings",
     "LLMSettings",
+    "ReadingSettings",
     "RetrievalSettings",
     "ServeSettings",
     "Settings",
@@ -30,6 +31,7 @@ __all__ = [
 ]
 
 LLMBackend = Literal["auto", "ollama", "embedded", "openai"]
+AnswerMode = Literal["one_prompt", "per_paper"]
 
 
 class _Section(BaseModel):
@@ -167,6 +169,20 @@ class LLMSettings(_Section):
         "or a path to any GGUF file.",
     )
     threads: int | None = Field(None, ge=1, description="CPU threads for the embedded model. Unset: all cores.")
+    prompt_cache_mib: int = Field(
+        4096,
+        ge=0,
+        description="Embedded model: host memory (MiB) for the KV cache of earlier prompts, so a paper read once is "
+        "not read again (per_paper mode, `papercite warm`). When full, the least recently used prompts are "
+        "dropped; 0 turns the cache off.",
+    )
+    prefix_disk_mib: int = Field(
+        4096,
+        ge=0,
+        description="Embedded model: disk (MiB) for the saved state of papers it has read (per_paper mode, "
+        "`papercite warm`), under <data_dir>/prefixes, so a paper is read once across questions and restarts. "
+        "About 10-15 MB per abstract; when full, the least recently read papers are deleted first; 0: none kept.",
+    )
     native_runtime: bool = Field(
         True,
         description="Load the xllamacpp built for this CPU by `papercite runtime --build` when there is one "
@@ -194,6 +210,12 @@ class LLMSettings(_Section):
 class AnswerSettings(_Section):
     """How answers are written and checked (the steps are in ``rag.steps``)."""
 
+    mode: AnswerMode = Field(
+        "one_prompt",
+        description="per_paper: the model reads each retrieved abstract on its own, says whether it answers "
+        "and what it reports, and its own confidence decides what is cited (rag/per_paper.py; settings under "
+        "reading). one_prompt: every shown abstract in one prompt, one answer, then verification.",
+    )
     skip: tuple[str, ...] = Field(
         (),
         description="Steps of the answer path to switch off, by name (gate, select_context, retry, tidy, "
@@ -234,6 +256,56 @@ class AnswerSettings(_Section):
         description="When the model says the collection does not cover the question but a "
         "retrieved chunk is at least this similar to it, ask once more, insisting it answer "
         "from the abstracts. Above 1 disables the retry.",
+    )
+
+
+class ReadingSettings(_Section):
+    """The per-paper path (``answer.mode = per_paper``): which papers are read, what a reading needs to be cited."""
+
+    max_papers: int = Field(5, ge=1, le=50, description="Most papers read for one question, in retrieval order.")
+    read_margin: float = Field(
+        0.12,
+        ge=0,
+        description="A paper whose best chunk is more than this (cosine) below the best paper's is not read, "
+        "unless the question asks for several papers.",
+    )
+    accept: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="A reading is cited when the model's probability that its abstract answers reaches this "
+        "(and its finding is verified against the abstract).",
+    )
+    lead: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="The best reading is also cited, below accept, when its probability is at least floor and "
+        "leads every other reading's by this much. 1 turns the rule off.",
+    )
+    floor: float = Field(0.0, ge=0, le=1, description="The least probability the lead rule accepts.")
+    several_margin: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="A question asking for several papers also cites every verified reading within this of the "
+        "best cited one's probability. 0: accept alone decides.",
+    )
+    finding_floor: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="A reading's finding is written only when the model's confidence reaches this (a second, "
+        "short generation); below it the paper cannot be cited, so its finding would cost time for nothing.",
+    )
+    max_tokens: int = Field(64, ge=8, description="Longest finding, in tokens.")
+    compose: bool = Field(
+        False,
+        description="Write the answer from the cited findings with one more short generation (over the findings, "
+        "not the abstracts) instead of listing the findings.",
+    )
+    top_logprobs: int = Field(
+        10, ge=1, le=20, description="Alternatives per token asked of the backend, to read P(YES) from."
     )
 
 
@@ -295,6 +367,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     answer: AnswerSettings = Field(default_factory=AnswerSettings)
+    reading: ReadingSettings = Field(default_factory=ReadingSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
 
     def updated(self, **sections: dict[str, Any]) -> Settings:

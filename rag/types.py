@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["Answer", "Citation", "Reading", "Sentence", "Source", "Timings", "Turn", "Verdict"]
+__all__ = ["Answer", "Citation", "PaperReading", "Reading", "Sentence", "Source", "Timings", "Turn", "Verdict"]
 
 #: What verification concluded about one answer sentence (see :mod:`rag.verify`).
 Verdict = Literal["supported", "corrected", "unsupported"]
@@ -60,6 +60,48 @@ class Reading:
     question: str
     sources: tuple[Source, ...]
     best_sentences: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PaperReading:
+    """What the model found when it read one retrieved paper's abstract on its own (``answer.mode = per_paper``).
+
+    ``rag.ask_stream`` yields one as each reading ends; ``Answer.readings`` keeps them all,
+    so a reader sees why a paper was or was not cited.
+
+    Attributes:
+        number: the paper's ``[n]`` among the answer's sources.
+        paper_id: the paper's stable id.
+        title: the paper's title.
+        verdict: ``yes`` (the model says this abstract answers the question), ``no``, or
+            ``unread`` (not read: too far below the best paper in retrieval, or after the
+            answer was settled).
+        confidence: the model's probability that the abstract answers (its YES against its NO,
+            from the first token's log-probabilities); None when the backend gives none
+            (then the verdict is the reply's first word).
+        finding: what the paper reports that answers the question, in one or two
+            sentences, as the model wrote it; empty when none was asked for (a confident no).
+        supported: the finding passed verification against its own abstract.
+        cited: True when the answer cites this paper.
+        reason: why it is or is not cited, in words, e.g. "finding not supported: 76.5% is not in the abstract".
+        seconds: how long the reading took.
+        prompt_tokens: tokens in the reading's prompt, when the backend reports them.
+        cached_tokens: of those, the tokens taken from the runtime's prompt cache (the
+            abstract read before), when the backend reports them.
+    """
+
+    number: int
+    paper_id: str
+    title: str
+    verdict: Literal["yes", "no", "unread"]
+    confidence: float | None = None
+    finding: str = ""
+    supported: bool = False
+    cited: bool = False
+    reason: str = ""
+    seconds: float = 0.0
+    prompt_tokens: int | None = None
+    cached_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -158,6 +200,12 @@ class Answer:
             shown, and why; unsupported sentences stay here when left out of ``text``.
         conversation: the chat's turns up to this answer, oldest first (only turns that
             asked a model); pass this answer as ``history`` to ask a follow-up.
+        readings: in ``per_paper`` mode, each retrieved paper's reading in source order
+            (verdict, confidence, finding, and why it is or is not cited); empty in ``one_prompt`` mode.
+        mode: how the answer was made: ``per_paper`` (each paper read on its own) or ``one_prompt``.
+        confidence_from: where the readings' verdicts came from: ``log-probabilities`` (the
+            model's own probability of YES), ``first word`` (the backend gives none, so the
+            reply's first word decides), or empty when no paper was read.
     """
 
     question: str
@@ -173,6 +221,9 @@ class Answer:
     notice: str = ""
     sentences: tuple[Sentence, ...] = ()
     conversation: tuple[Turn, ...] = ()
+    readings: tuple[PaperReading, ...] = ()
+    mode: str = "one_prompt"
+    confidence_from: str = ""
 
     def cited_titles(self) -> list[str]:
         """Titles of the cited papers, in citation order."""

@@ -7,6 +7,7 @@ Chroma store, the packaged MiniLM, and the real embedded LLM (marked ``llm``).
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -21,6 +22,7 @@ from llama_index.core.base.llms.types import (
     CompletionResponse,
     CompletionResponseGen,
     LLMMetadata,
+    LogProb,
     MessageRole,
 )
 from llama_index.core.bridge.pydantic import PrivateAttr
@@ -32,12 +34,17 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 class ScriptedLLM(CustomLLM):
-    """Replays queued replies, word by word when streamed, and records each request."""
+    """Replays queued replies, word by word when streamed, and records each request.
 
-    _replies: list[str] = PrivateAttr(default_factory=list)
+    A reply queued as ``(text, p)`` is a reading's verdict with log-probabilities: ``chat``
+    returns the first token's alternatives YES (probability ``p``) and NO (``1 - p``), as the
+    embedded llama.cpp does.
+    """
+
+    _replies: list[str | tuple[str, float]] = PrivateAttr(default_factory=list)
     _history: list[list[ChatMessage]] = PrivateAttr(default_factory=list)
 
-    def enqueue(self, *replies: str) -> ScriptedLLM:
+    def enqueue(self, *replies: str | tuple[str, float]) -> ScriptedLLM:
         """Queue replies for the next calls, in order."""
         self._replies.extend(replies)
         return self
@@ -52,6 +59,10 @@ class ScriptedLLM(CustomLLM):
         return LLMMetadata(model_name="scripted", is_chat_model=True)
 
     def _next(self, messages: Sequence[ChatMessage]) -> str:
+        reply = self._next_scored(messages)
+        return reply[0] if isinstance(reply, tuple) else reply
+
+    def _next_scored(self, messages: Sequence[ChatMessage]) -> str | tuple[str, float]:
         self._history.append(list(messages))
         if not self._replies:
             raise AssertionError("ScriptedLLM was asked more often than replies were queued")
@@ -59,7 +70,12 @@ class ScriptedLLM(CustomLLM):
 
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=self._next(messages)))
+        reply = self._next_scored(messages)
+        if isinstance(reply, str):
+            return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=reply))
+        text, p = reply
+        alternatives = [LogProb(token="YES", logprob=math.log(p)), LogProb(token="NO", logprob=math.log(1 - p))]
+        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), logprobs=[alternatives])
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:

@@ -224,5 +224,5 @@ def test_a_build_that_stopped_loading_names_itself_and_the_way_back(
     (directory / "xllamacpp" / "__init__.py").write_text("raise ImportError('undefined symbol: ggml_init')\n")
     monkeypatch.delitem(sys.modules, "xllamacpp", raising=False)
     with pytest.raises(LLMUnavailable, match=r"built for this CPU .* PAPERCITE_LLM__NATIVE_RUNTIME=false"):
-        _load(tmp_path / "model.gguf", 512, 1, directory)
+        _load(tmp_path / "model.gguf", 512, 1, directory, 0, None)
     assert "xllamacpp" not in sys.modules

@@ -51,6 +51,9 @@ CSS = """
 .pc-source mark { background: #fef08a; padding: 0 .1em; }
 .pc-source mark.pc-best { background: #fefce8; padding: 0; box-shadow: inset 0 -2px #facc15; }
 .pc-reading { border-left: 4px solid #facc15; }
+.pc-verdict { font-size: .85em; margin: .2em 0 .3em; padding: .2em .4em; border-radius: 4px; background: #f3f4f6; }
+.pc-verdict.pc-yes { background: #ecfdf5; }
+.pc-why { color: #6b7280; }
 .pc-note { color: #6b7280; font-size: .85em; margin: .2em 0; }
 .pc-notice { font-weight: 600; color: #92400e; }
 """

@@ -12,17 +12,15 @@ import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from rag.errors import BadInput, IndexEmpty, LLMUnavailable, PaperciteError, StoreError
+from rag.types import Answer, PaperReading
 from ui.measure import bench, eval_command
-from ui.options import LLM_BACKENDS, collection_option, filter_options, filters_from
+from ui.options import LLM_BACKENDS, collection_option, filter_options, filters_from, mode_option
 from ui.options import command_settings as _settings
-
-if TYPE_CHECKING:
-    from rag.types import Answer
 
 EXIT_CODES: dict[type[PaperciteError], int] = {
     BadInput: 3,  # includes EmptyQuestion
@@ -137,6 +135,7 @@ def ingest(
 @click.option("--top-k", type=click.IntRange(1, 50), help="How many papers to give the model.")
 @click.option("--backend", type=LLM_BACKENDS, help="LLM backend for this answer.")
 @click.option("--judge", is_flag=True, help="Also have the LLM judge each sentence against its abstracts (slow).")
+@mode_option
 @collection_option
 @filter_options
 def ask(
@@ -146,18 +145,18 @@ def ask(
     top_k: int | None,
     backend: str | None,
     judge: bool,
+    mode: str | None,
     collection: str | None,
     **filter_values: Any,
 ) -> None:
     """Answer QUESTION from the collection, citing paper titles; every sentence is checked against its abstract."""
-    from rag import ask as rag_ask
     from rag.export import export
 
-    settings = _settings(backend, collection)
+    settings = _settings(backend, collection, mode)
     if judge:
         settings = settings.updated(answer={"judge": True})
-    answer = rag_ask(question, settings=settings, top_k=top_k, filters=filters_from(**filter_values))
     fmt = "json" if as_json else fmt
+    answer = _answer(question, settings, top_k, filters_from(**filter_values), show_readings=fmt == "text")
     if fmt != "text":
         click.echo(export(answer, fmt), nl=False)
         return
@@ -167,13 +166,14 @@ def ask(
 @cli.command()
 @click.option("--top-k", type=click.IntRange(1, 50), help="How many papers to give the model.")
 @click.option("--backend", type=LLM_BACKENDS, help="LLM backend for the answers.")
+@mode_option
 @collection_option
 @filter_options
-def chat(top_k: int | None, backend: str | None, collection: str | None, **filter_values: Any) -> None:
+def chat(
+    top_k: int | None, backend: str | None, mode: str | None, collection: str | None, **filter_values: Any
+) -> None:
     """Ask questions one per line, each a follow-up to the chat so far; /new starts a new chat, Ctrl-D ends."""
-    from rag import ask as rag_ask
-
-    settings = _settings(backend, collection)
+    settings = _settings(backend, collection, mode)
     filters = filters_from(**filter_values)
     last = None
     interactive = sys.stdin.isatty()
@@ -189,7 +189,7 @@ def chat(top_k: int | None, backend: str | None, collection: str | None, **filte
         if not question.strip():
             continue
         try:
-            last = rag_ask(question, settings=settings, top_k=top_k, history=last, filters=filters)
+            last = _answer(question, settings, top_k, filters, history=last)
         except (BadInput, LLMUnavailable) as exc:  # this question failed; the chat goes on
             click.echo(f"Error: {exc}", err=True)
             continue
@@ -213,6 +213,34 @@ def similar(title: str, top_k: int, as_json: bool, collection: str | None) -> No
     for p in papers:
         year = f", {p.year}" if p.year else ""
         click.echo(f"[{p.number}] {p.title}{year} (similarity {p.similarity:.2f})")
+
+
+def _answer(
+    question: str,
+    settings: Any,
+    top_k: int | None,
+    filters: Any,
+    *,
+    history: Answer | None = None,
+    show_readings: bool = True,
+) -> Answer:
+    """Answer through ``rag.ask_stream``; in per-paper mode each paper's reading is printed on stderr as it ends."""
+    from rag import ask_stream
+
+    for item in ask_stream(question, settings=settings, top_k=top_k, history=history, filters=filters):
+        if isinstance(item, PaperReading) and show_readings:
+            click.echo(_reading_line(item), err=True)
+        elif isinstance(item, Answer):
+            return item
+    raise AssertionError("ask_stream ended without an Answer")  # pragma: no cover
+
+
+def _reading_line(reading: PaperReading) -> str:
+    """One reading as it ends, for a terminal: "[2] yes 0.83  Title: finding"."""
+    sure = f" {reading.confidence:.2f}" if reading.confidence is not None else ""
+    found = f": {reading.finding}" if reading.finding and reading.supported else ""
+    unsupported = " (finding not supported by its abstract)" if reading.finding and not reading.supported else ""
+    return f"  read [{reading.number}] {reading.verdict}{sure}  {reading.title}{found}{unsupported}"
 
 
 def _print_answer(answer: Answer) -> None:
@@ -304,6 +332,29 @@ def check(collection: str | None) -> None:
             f"{len(result.problems)} problem(s) in the store at {store.location}; each line above says how to fix it."
         )
     click.echo("ok: every paper has all its chunks, BM25 matches, and the embedding model is the configured one.")
+
+
+@cli.command()
+@collection_option
+def warm(collection: str | None) -> None:
+    """Read every paper of a collection ahead of questions (per-paper mode), so a question costs only its own tokens.
+
+    What is read is kept on disk under the data directory (PAPERCITE_LLM__PREFIX_DISK_MIB), for
+    every later command and page; stopping it (Ctrl-C) keeps what was read.
+    """
+    from tqdm import tqdm
+
+    from rag.services import get_services
+    from rag.warm import warm as warm_collection
+
+    services = get_services(_settings(backend="embedded", collection=collection))
+    with tqdm(total=services.store.stats().papers, unit="paper", desc="Reading", disable=None) as bar:
+
+        def advance(done: int, total: int) -> None:
+            bar.update(done - bar.n)
+
+        report = warm_collection(services, progress=advance)
+    click.echo(report.summary())
 
 
 @cli.command()

@@ -24,7 +24,7 @@ from rag.filters import Filters
 from rag.services import Services, get_services
 from rag.settings import LLMSettings, Settings
 from rag.similar import similar
-from rag.types import Answer, Reading
+from rag.types import Answer, PaperReading, Reading
 from ui.render import (
     answer_markdown,
     collection_markdown,
@@ -32,6 +32,7 @@ from ui.render import (
     example_questions,
     reading_html,
     reading_markdown,
+    readings_markdown,
     similar_html,
     sources_html,
     streaming_markdown,
@@ -144,7 +145,7 @@ class Handlers:
             {"role": "assistant", "content": "*Searching the collection…*"},
         ]
         yield history, gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        streamed = ""
+        streamed, reading, done = "", None, []
         try:
             filters = page_filters(since, until, author, source)
             services = self._answering(collection, llm_label)
@@ -155,8 +156,13 @@ class Handlers:
                     turns = {**turns, len(history) - 1: (panel, copy_text)}
                     yield history, panel, copy_text, turns, item
                 elif isinstance(item, Reading):  # the sources at once, while the model reads them
+                    reading = item
                     history[-1] = {"role": "assistant", "content": reading_markdown(item)}
                     yield history, reading_html(item), "", gr.skip(), gr.skip()
+                elif isinstance(item, PaperReading) and reading is not None:  # per-paper: each finding as it ends
+                    done.append(item)
+                    history[-1] = {"role": "assistant", "content": readings_markdown(reading, done)}
+                    yield history, reading_html(reading, done), "", gr.skip(), gr.skip()
                 else:
                     streamed += item
                     history[-1] = {"role": "assistant", "content": streaming_markdown(streamed)}

@@ -7,19 +7,34 @@ from typing import TYPE_CHECKING, Any, get_args
 
 import click
 
-from rag.settings import LLMBackend, Settings
+from rag.settings import AnswerMode, LLMBackend, Settings
 
 if TYPE_CHECKING:
     from rag.filters import Filters
 
-__all__ = ["LLM_BACKENDS", "collection_option", "command_settings", "filter_options", "filters_from"]
+__all__ = [
+    "LLM_BACKENDS",
+    "collection_option",
+    "command_settings",
+    "filter_options",
+    "filters_from",
+    "mode_option",
+]
 
 # The --backend choices: the values PAPERCITE_LLM__BACKEND accepts, so the two cannot drift apart.
 LLM_BACKENDS = click.Choice(get_args(LLMBackend))
 
+mode_option = click.option(
+    "--mode",
+    type=click.Choice(get_args(AnswerMode)),
+    help="per_paper: read each paper on its own and cite what the model is confident answers; one_prompt: all "
+    "papers in one prompt. Default: $PAPERCITE_ANSWER__MODE.",
+)
 
-def command_settings(backend: str | None = None, collection: str | None = None) -> Settings:
-    """The settings a command runs with: the environment's, with ``--backend`` and ``--collection`` when given.
+
+def command_settings(backend: str | None = None, collection: str | None = None, mode: str | None = None) -> Settings:
+    """The settings a command runs with: the environment's, with ``--backend``, ``--collection`` and ``--mode``
+    when given.
 
     Raises:
         BadInput: a PAPERCITE_ variable holds an invalid value, or the collection name is not a valid one.
@@ -32,6 +47,8 @@ def command_settings(backend: str | None = None, collection: str | None = None) 
         settings = settings.updated(llm={"backend": backend})
     if collection is not None:
         settings = settings.updated(store={"collection": check_name(collection)})
+    if mode:
+        settings = settings.updated(answer={"mode": mode})
     return settings
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rag.citations import CITE
 from rag.context import question_words, word_stem
-from rag.types import Answer, Reading, Sentence, Source
+from rag.types import Answer, PaperReading, Reading, Sentence, Source
 
 __all__ = [
     "answer_markdown",
@@ -23,6 +23,7 @@ __all__ = [
     "highlight",
     "reading_html",
     "reading_markdown",
+    "readings_markdown",
     "similar_html",
     "sources_html",
     "streaming_markdown",
@@ -104,7 +105,13 @@ def _removed(sentences: Sequence[Sentence]) -> str:
 def _meta_line(answer: Answer) -> str:
     parts = [html.escape(answer.model or "no model asked: nothing in the collection is close to the question")]
     if answer.timings.first_token is not None:
-        parts.append(f"first words after {answer.timings.first_token:.1f} s")
+        first = "first finding" if answer.mode == "per_paper" else "first words"
+        parts.append(f"{first} after {answer.timings.first_token:.1f} s")
+    if answer.readings:
+        read = sum(r.verdict != "unread" for r in answer.readings)
+        parts.append(
+            f"{read} abstract{'s' if read != 1 else ''} read one at a time (verdicts by {answer.confidence_from})"
+        )
     parts.append(f"{answer.timings.total:.1f} s in all")
     if answer.notice:
         parts.append(html.escape(answer.notice))
@@ -116,10 +123,12 @@ def _meta_line(answer: Answer) -> str:
 
 
 def sources_html(answer: Answer) -> str:
-    """The sources panel: cited papers first, then those retrieved but not cited."""
+    """The sources panel: cited papers first, then those retrieved but not cited; in per-paper
+    mode each with what its reading found (verdict, confidence, finding, why it is or is not cited)."""
     by_number = {s.number: s for s in answer.sources}
+    found = {r.number: r for r in answer.readings}
     if answer.abstained:
-        cards = "".join(_card(s, answer.question, "pc-nearest") for s in answer.sources)
+        cards = "".join(_card(s, answer.question, "pc-nearest", reading=found.get(s.number)) for s in answer.sources)
         return (
             '<div class="pc-sources"><p class="pc-notice">The collection does not cover this '
             "question. Nearest papers found; <b>they do not answer it</b>:</p>"
@@ -129,10 +138,10 @@ def sources_html(answer: Answer) -> str:
     cited_numbers = {s.number for s in cited}
     others = [s for s in answer.sources if s.number not in cited_numbers]
     parts = [f'<div class="pc-sources"><h4>Cited ({len(cited)})</h4>']
-    parts += [_card(s, answer.question, "pc-cited") for s in cited]
+    parts += [_card(s, answer.question, "pc-cited", reading=found.get(s.number)) for s in cited]
     if others:
         parts.append(f"<h4>Retrieved, not cited ({len(others)})</h4>")
-        parts += [_card(s, answer.question, "pc-uncited") for s in others]
+        parts += [_card(s, answer.question, "pc-uncited", reading=found.get(s.number)) for s in others]
     parts.append("</div>")
     return "".join(parts)
 
@@ -143,13 +152,15 @@ def reading_markdown(reading: Reading) -> str:
     return f"*Reading {n} abstract{'s' if n != 1 else ''}…*"
 
 
-def reading_html(reading: Reading) -> str:
-    """The sources panel while the model reads: the papers it was given, each one's best sentence marked.
+def reading_html(reading: Reading, done: Sequence[PaperReading] = ()) -> str:
+    """The sources panel while the model reads: the papers it was given, each one's best sentence marked,
+    and (per-paper mode) what each reading found as it ends.
 
     The final answer's panel (:func:`sources_html`) replaces it.
     """
+    found = {r.number: r for r in done}
     cards = "".join(
-        _card(s, reading.question, "pc-reading", best)
+        _card(s, reading.question, "pc-reading", best, reading=found.get(s.number))
         for s, best in zip(reading.sources, reading.best_sentences, strict=True)
     )
     return (
@@ -157,6 +168,22 @@ def reading_html(reading: Reading) -> str:
         '<p class="pc-note">The model is reading these abstracts; in each, the sentence '
         f"that best matches the question is marked.</p>{cards}</div>"
     )
+
+
+def readings_markdown(reading: Reading, done: Sequence[PaperReading]) -> str:
+    """The chat's message while papers are read one at a time: each finding so far, most confident first.
+
+    Which of them the answer cites is settled when every paper has been read; the final
+    answer (:func:`answer_markdown`) replaces this.
+    """
+    status = f"*Read {len(done)} of {len(reading.sources)} abstracts…*"
+    found = sorted((r for r in done if r.finding and r.supported), key=lambda r: -(r.confidence or 0.0))
+    lines = []
+    for r in found:
+        badge = f'<span class="pc-cite" title="{html.escape(r.title, quote=True)}">[{r.number}]</span>'
+        sure = f" <i>({r.confidence:.2f})</i>" if r.confidence is not None else ""
+        lines.append(f"- {html.escape(r.finding)} {badge}{sure}")
+    return "\n".join([status, *lines])
 
 
 def similar_html(title: str, sources: Sequence[Source]) -> str:
@@ -169,7 +196,7 @@ def similar_html(title: str, sources: Sequence[Source]) -> str:
     )
 
 
-def _card(source: Source, question: str, kind: str, best: str = "") -> str:
+def _card(source: Source, question: str, kind: str, best: str = "", *, reading: PaperReading | None = None) -> str:
     title = html.escape(source.title)
     if source.url and source.url.startswith(("https://", "http://")):
         title = f'<a href="{html.escape(source.url, quote=True)}" target="_blank" rel="noopener noreferrer">{title}</a>'
@@ -189,7 +216,21 @@ def _card(source: Source, question: str, kind: str, best: str = "") -> str:
     return (
         f'<div class="pc-source {kind}" data-number="{source.number}">'
         f'<div class="pc-title"><span class="pc-cite">[{source.number}]</span> {title}</div>'
-        f'<div class="pc-byline">{" · ".join(byline)}</div>{passages}</div>'
+        f'<div class="pc-byline">{" · ".join(byline)}</div>{_verdict(reading)}{passages}</div>'
+    )
+
+
+def _verdict(reading: PaperReading | None) -> str:
+    """One paper's reading beside its card: the verdict, how sure, the finding, and why it is or is not cited."""
+    if reading is None:
+        return ""
+    sure = f", {reading.confidence:.2f} sure" if reading.confidence is not None else ""
+    head = {"yes": "answers", "no": "does not answer", "unread": "not read"}[reading.verdict]
+    finding = f" “{html.escape(reading.finding)}”" if reading.finding else ""
+    why = f' <span class="pc-why">{html.escape(reading.reason)}</span>' if reading.reason else ""
+    return (
+        f'<div class="pc-verdict pc-{reading.verdict}" data-verdict="{reading.verdict}">'
+        f"<b>Read: {head}{sure}</b>{finding}{why}</div>"
     )
 
 

@@ -1,0 +1,274 @@
+"""The per-paper answer path (``answer.mode = per_paper``): read each paper on its own, then answer from the readings.
+
+    retrieve -> gate -> name_gate -> choose papers -> read each (verdict, confidence, finding)
+             -> verify each finding against its own abstract -> decide what is cited -> compose
+
+Each retrieved paper close enough to the best one is read alone (:mod:`rag.readings`):
+a one-token verdict whose log-probabilities give the model's confidence that the
+abstract answers, then, when that confidence is high enough to matter, the finding.
+A finding is checked against its own abstract like any answer sentence; one that is
+not supported is not shown. What is cited is decided from the readings together
+(:func:`decide`): a question asking for one finding is answered from the best reading,
+one asking for several papers lists every paper that passes. Nothing passes: papercite
+says the collection does not cover the question.
+
+``ask_stream`` yields each ``PaperReading`` as it ends, so a page shows the first
+finding after one abstract has been read.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+
+from rag.context import asks_for_several, best_sentences, continue_numbers
+from rag.errors import BadInput, LLMUnavailable
+from rag.llms import BackendLLM, ReadingLLMs, chat_once, reading_llms
+from rag.prompt import ABSTAIN_TEXT
+from rag.readings import (
+    FIRST_WORD,
+    LOGPROBS,
+    check_finding,
+    finding_messages,
+    parse_finding,
+    parse_verdict,
+    prefix_of,
+    reading_messages,
+)
+from rag.services import Services
+from rag.settings import ReadingSettings
+from rag.types import Answer, Citation, PaperReading, Reading, Sentence, Source, Timings, Turn
+from rag.verify import VerifyConfig
+
+__all__ = ["Reader", "answer_from_readings", "decide", "papers_to_read"]
+
+log = logging.getLogger(__name__)
+
+
+def papers_to_read(sources: Sequence[Source], conf: ReadingSettings, *, several: bool) -> list[Source]:
+    """The retrieved papers worth reading, in rank order: the best one always, then those within
+    ``read_margin`` (cosine) of it, or every one when the question asks for several papers."""
+    best = max((s.similarity for s in sources if s.similarity is not None), default=0.0)
+    chosen = [
+        s
+        for i, s in enumerate(sources)
+        if i == 0 or several or (s.similarity is not None and s.similarity >= best - conf.read_margin)
+    ]
+    return chosen[: conf.max_papers]
+
+
+class Reader:
+    """Reads one paper at a time with the backend's model; falls back to the embedded model when
+    Ollama fails in ``auto`` mode, as the one-prompt path does."""
+
+    def __init__(self, services: Services, backend: BackendLLM, *, may_fall_back: bool) -> None:
+        self.services = services
+        self.conf = services.settings.reading
+        self.backend = backend
+        self.may_fall_back = may_fall_back and backend.label.startswith("ollama:")
+        self.notice = ""
+        self.llms = self._llms(backend)
+        answer = services.settings.answer
+        self.verify = VerifyConfig(answer.move_margin, answer.min_support, answer.echo_words)
+
+    def _llms(self, backend: BackendLLM) -> ReadingLLMs:
+        return reading_llms(backend, self.conf.max_tokens, self.conf.top_logprobs)
+
+    def read(self, source: Source, question: str, previous: str | None) -> PaperReading:
+        """Read ``source`` for ``question``: its verdict and confidence, and its verified finding when asked for.
+
+        Raises:
+            LLMUnavailable: the backend (and, in auto mode, the embedded model) cannot answer.
+        """
+        try:
+            return self._read(source, question, previous)
+        except LLMUnavailable as exc:
+            if not self.may_fall_back:
+                raise
+            try:
+                self.backend, self.may_fall_back = self.services.embedded_backend, False
+            except (LLMUnavailable, BadInput):  # no embedded model either: Ollama's failure is the one to fix
+                raise exc from None
+            self.llms = self._llms(self.backend)
+            self.notice = f"{exc} The embedded model read the papers instead."
+            log.warning("%s", self.notice)
+            return self._read(source, question, previous)
+
+    def _read(self, source: Source, question: str, previous: str | None) -> PaperReading:
+        started = time.perf_counter()
+        messages = reading_messages(source, question, previous)
+        kept = {"prefix": prefix_of(source)} if self.llms.keeps_prefixes else {}
+        response = chat_once(self.backend, self.llms.verdict, messages, **kept)
+        verdict = parse_verdict(response)
+        wanted = verdict.said == "yes" if verdict.confidence is None else verdict.confidence >= self.conf.finding_floor
+        finding, supported, why = "", False, "the model says its abstract does not answer the question"
+        if wanted:
+            finding = parse_finding(chat_once(self.backend, self.llms.finding, finding_messages(messages)))
+            supported, why = check_finding(
+                finding, source, question, self.services.embed_model.get_text_embedding_batch, self.verify
+            )
+        extra = response.additional_kwargs or {}
+        return PaperReading(
+            number=source.number,
+            paper_id=source.paper_id,
+            title=source.title,
+            verdict="yes" if verdict.said == "yes" else "no",
+            confidence=None if verdict.confidence is None else round(verdict.confidence, 4),
+            finding=finding,
+            supported=supported,
+            reason=why,
+            seconds=round(time.perf_counter() - started, 3),
+            prompt_tokens=extra.get("prompt_tokens"),
+            cached_tokens=extra.get("cached_tokens"),
+        )
+
+
+def decide(readings: Sequence[PaperReading], conf: ReadingSettings, *, several: bool) -> list[PaperReading]:
+    """Every reading with ``cited`` and ``reason`` set: which papers the answer cites, and why or why not.
+
+    With confidences: a reading with a supported finding is cited when its confidence
+    reaches ``accept``; below that, the best one still is when it reaches ``floor`` and
+    leads every other reading by ``lead``. A question asking for several papers also
+    cites every supported reading within ``several_margin`` of the best cited one; a
+    question asking for one finding cites only the best. Without confidences (a
+    backend with no log-probabilities), a supported YES is cited.
+    """
+    known = [r.confidence for r in readings if r.confidence is not None]
+    if len(known) < len(readings):  # first-word verdicts: yes with a supported finding
+        passing = [r for r in readings if r.verdict == "yes" and r.supported]
+    else:
+        ranked = sorted(readings, key=lambda r: -(r.confidence or 0.0))
+        passing = [r for r in ranked if r.supported and (r.confidence or 0.0) >= conf.accept]
+        best = ranked[0] if ranked else None
+        second = ranked[1].confidence or 0.0 if len(ranked) > 1 else 0.0
+        lone = best is not None and best.supported and (best.confidence or 0.0) >= conf.floor
+        if not passing and lone and (best.confidence or 0.0) - second >= conf.lead:  # type: ignore[union-attr]
+            passing = [best]  # type: ignore[list-item]
+        if several and passing and conf.several_margin > 0:
+            bar = (passing[0].confidence or 0.0) - conf.several_margin
+            passing += [r for r in ranked if r.supported and r not in passing and (r.confidence or 0.0) >= bar]
+    if not several:
+        passing = passing[:1]
+    cited = {r.number for r in passing}
+    top = passing[0].confidence if passing else None
+    return [replace(r, cited=r.number in cited, reason=_why(r, r.number in cited, top, conf)) for r in readings]
+
+
+def _why(reading: PaperReading, cited: bool, top: float | None, conf: ReadingSettings) -> str:
+    """Why a reading is or is not cited, in words a reader can check."""
+    p = f"{reading.confidence:.2f}" if reading.confidence is not None else None
+    if cited:
+        return f"cited: the model is {p} sure it answers" if p else "cited: the model says it answers"
+    if reading.verdict == "unread":
+        return reading.reason
+    if reading.finding and not reading.supported:
+        return reading.reason
+    if p is None:
+        return reading.reason or "the model says it does not answer"
+    if top is not None and reading.supported and (reading.confidence or 0.0) >= conf.accept:
+        return f"not cited: {p} sure, below the best cited paper's {top:.2f}"
+    return f"not cited: the model is only {p} sure it answers (cited from {conf.accept:.2f})"
+
+
+@dataclass
+class _Run:
+    """One per-paper answer on its way: what :func:`answer_from_readings` yields and ends with."""
+
+    question: str
+    sources: list[Source]
+    started: float
+    retrieval: float
+    notice: str
+    readings: list[PaperReading]
+    shown_at: dict[int, float]
+
+
+def answer_from_readings(
+    question: str,
+    sources: list[Source],
+    services: Services,
+    backend: BackendLLM,
+    *,
+    conversation: tuple[Turn, ...],
+    started: float,
+    retrieval: float,
+    notice: str,
+    may_fall_back: bool,
+) -> Iterator[Reading | PaperReading | Answer]:
+    """Read the papers worth reading one at a time, yielding each reading as it ends, then the ``Answer``.
+
+    ``sources`` are the retrieved papers after the steps before generation; ``conversation``
+    the chat's earlier turns (a follow-up reads the papers the last answer cited as well,
+    with the earlier question beside its own).
+    """
+    conf = services.settings.reading
+    several = asks_for_several(question)
+    previous = conversation[-1].question if conversation else None
+    earlier = [s for t in conversation[-1:] for s in t.shown]
+    to_read = papers_to_read(sources, conf, several=several)
+    to_read += [s for s in earlier if s.paper_id not in {r.paper_id for r in to_read}]
+    numbered, to_read = continue_numbers(sources, to_read, conversation)
+    yield Reading(question, tuple(to_read), tuple(best_sentences(question, to_read)))
+
+    reader = Reader(services, backend, may_fall_back=may_fall_back)
+    run = _Run(question, numbered, started, retrieval, notice, [], {})
+    for source in to_read:
+        reading = reader.read(source, question, previous)
+        run.readings.append(reading)
+        run.shown_at[reading.number] = time.perf_counter() - started
+        yield reading
+    unread = {s.number for s in to_read}
+    run.readings += [
+        PaperReading(s.number, s.paper_id, s.title, "unread", reason="not read: far below the best paper in retrieval")
+        for s in numbered
+        if s.number not in unread
+    ]
+    decided = decide([r for r in run.readings if r.verdict != "unread"], conf, several=several)
+    decided += [r for r in run.readings if r.verdict == "unread"]
+    yield _answer(run, decided, reader, conversation)
+
+
+def _answer(run: _Run, readings: list[PaperReading], reader: Reader, conversation: tuple[Turn, ...]) -> Answer:
+    """The answer the decided readings make: the cited findings, most confident first, or an abstention."""
+    cited = sorted((r for r in readings if r.cited), key=lambda r: -(r.confidence or 0.0))
+    by_number = {s.number: s for s in run.sources}
+    sentences = [Sentence(f"{r.finding} [{r.number}]", (r.number,), "supported", "", True, (r.number,)) for r in cited]
+    sentences += [
+        Sentence(f"{r.finding} [{r.number}]", (r.number,), "unsupported", r.reason, False, (r.number,))
+        for r in readings
+        if r.finding and not r.supported
+    ]
+    text = " ".join(s.text for s in sentences if s.shown) or ABSTAIN_TEXT
+    first = min((run.shown_at[r.number] for r in cited if r.number in run.shown_at), default=None)
+    shown = {s.paper_id for turn in conversation for s in turn.shown}
+    turn = Turn(run.question, tuple(by_number[r.number] for r in cited if r.paper_id not in shown), text)
+    order = {s.number: i for i, s in enumerate(run.sources)}
+    return Answer(
+        question=run.question,
+        text=text,
+        citations=tuple(Citation(r.number, r.title, r.paper_id) for r in cited),
+        sources=tuple(run.sources),
+        abstained=not cited,
+        model=reader.backend.label,
+        timings=Timings(run.retrieval, first, time.perf_counter() - run.started),
+        prompt_tokens=sum(r.prompt_tokens or 0 for r in readings) or None,
+        cached_tokens=sum(r.cached_tokens or 0 for r in readings)
+        if any(r.cached_tokens is not None for r in readings)
+        else None,
+        notice=" ".join(n for n in (run.notice, reader.notice) if n),
+        sentences=tuple(sentences),
+        conversation=(*conversation, turn) if cited else conversation,
+        readings=tuple(sorted(readings, key=lambda r: order.get(r.number, len(order)))),
+        mode="per_paper",
+        confidence_from=_confidence_from(readings),
+    )
+
+
+def _confidence_from(readings: Sequence[PaperReading]) -> str:
+    """``Answer.confidence_from``: log-probabilities when every reading had them, else the first word."""
+    read = [r for r in readings if r.verdict != "unread"]
+    if not read:
+        return ""
+    return LOGPROBS if all(r.confidence is not None for r in read) else FIRST_WORD
