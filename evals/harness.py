@@ -185,6 +185,7 @@ def _score(
         for c in answer.citations
     ]
     support = _support(answer, judge) if judge and not answer.abstained else []
+    similarity = {s.number: s.similarity for s in answer.sources}
     return {
         "id": q.id,
         "kind": q.kind,
@@ -219,7 +220,10 @@ def _score(
         "sentences": [asdict(s) for s in answer.sentences],
         "mode": answer.mode,
         "confidence_from": answer.confidence_from,
-        "readings": [asdict(r) | {"gold": key(r.paper_id, r.title) in q.gold} for r in answer.readings],
+        "readings": [
+            asdict(r) | {"gold": key(r.paper_id, r.title) in q.gold, "similarity": similarity.get(r.number)}
+            for r in answer.readings
+        ],
         **_corrections(q, answer, key),
         "echo": echoes_scaffolding(answer.text, [c.title for c in answer.citations]) if not answer.abstained else None,
         "support": support,

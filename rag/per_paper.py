@@ -23,6 +23,9 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
+from llama_index.core.base.llms.types import ChatMessage, MessageRole
+
+from rag.citations import resolve_markers
 from rag.context import asks_for_several, best_sentences, continue_numbers
 from rag.errors import BadInput, LLMUnavailable
 from rag.llms import BackendLLM, ReadingLLMs, chat_once, reading_llms
@@ -40,7 +43,7 @@ from rag.readings import (
 from rag.services import Services
 from rag.settings import ReadingSettings
 from rag.types import Answer, Citation, PaperReading, Reading, Sentence, Source, Timings, Turn
-from rag.verify import VerifyConfig
+from rag.verify import VerifyConfig, verify_sentences
 
 __all__ = ["Reader", "answer_from_readings", "decide", "papers_to_read"]
 
@@ -227,7 +230,10 @@ def answer_from_readings(
     ]
     decided = decide([r for r in run.readings if r.verdict != "unread"], conf, several=several)
     decided += [r for r in run.readings if r.verdict == "unread"]
-    yield _answer(run, decided, reader, conversation)
+    answer = _answer(run, decided, reader, conversation)
+    if conf.compose and answer.citations:
+        answer = compose(answer, reader, by_number={s.number: s for s in to_read})
+    yield answer
 
 
 def _answer(run: _Run, readings: list[PaperReading], reader: Reader, conversation: tuple[Turn, ...]) -> Answer:
@@ -264,6 +270,39 @@ def _answer(run: _Run, readings: list[PaperReading], reader: Reader, conversatio
         mode="per_paper",
         confidence_from=_confidence_from(readings),
     )
+
+
+COMPOSE_PROMPT = (
+    "Write a short answer to the question from the numbered findings only. End every sentence with the "
+    "number of the finding it uses, like [2]. Do not add anything the findings do not say."
+)
+
+
+def compose(answer: Answer, reader: Reader, *, by_number: dict[int, Source]) -> Answer:
+    """The answer rewritten from its cited findings by one more short generation (``reading.compose``).
+
+    The model sees the findings, not the abstracts; its sentences are verified against the
+    cited abstracts like any answer's, and the listed findings stay when the rewrite
+    drops a paper or states something they do not support.
+    """
+
+    findings = "\n".join(
+        f"[{c.number}] {s.text.rsplit('[', 1)[0].strip()}" for c, s in zip(answer.citations, answer.sentences)
+    )
+    messages = [
+        ChatMessage(role=MessageRole.SYSTEM, content=COMPOSE_PROMPT),
+        ChatMessage(role=MessageRole.USER, content=f"Question: {answer.question}\nFindings:\n{findings}"),
+    ]
+    reply = chat_once(reader.backend, reader.llms.finding, messages)
+    cited = [by_number[c.number] for c in answer.citations if c.number in by_number]
+    text = resolve_markers(reply.message.content or "", cited).text
+    checked = verify_sentences(
+        text, cited, reader.services.embed_model.get_text_embedding_batch, reader.verify, answer.question
+    )
+    kept = {n for s in checked if s.verdict != "unsupported" for n in s.citations}
+    if not checked or any(s.verdict == "unsupported" for s in checked) or kept != {c.number for c in answer.citations}:
+        return answer
+    return replace(answer, text=" ".join(s.text for s in checked), sentences=tuple(checked))
 
 
 def _confidence_from(readings: Sequence[PaperReading]) -> str:

@@ -307,6 +307,13 @@ class ReadingSettings(_Section):
     top_logprobs: int = Field(
         10, ge=1, le=20, description="Alternatives per token asked of the backend, to read P(YES) from."
     )
+    warm_on_serve: int = Field(
+        200,
+        ge=0,
+        description="In per_paper mode with the embedded model, the page reads a collection of at most this many "
+        "papers ahead of questions when it starts (as `papercite warm` does), so later questions cost only their "
+        "own tokens; 0: never.",
+    )
 
 
 class ServeSettings(_Section):

@@ -121,6 +121,23 @@ class GatedLLM(ScriptedLLM):
         return gen()
 
 
+class SteppedLLM(ScriptedLLM):
+    """A scripted LLM whose ``chat`` calls each wait for the test's ``allow()``: a slow model read one
+    step at a time, so a test sees what a page shows between one paper's reading and the next."""
+
+    _steps: threading.Semaphore = PrivateAttr(default_factory=lambda: threading.Semaphore(0))
+
+    def allow(self, calls: int = 1) -> None:
+        """Let ``calls`` more calls through."""
+        for _ in range(calls):
+            self._steps.release()
+
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        if not self._steps.acquire(timeout=300):
+            raise AssertionError("SteppedLLM was never allowed to answer")
+        return super().chat(messages, **kwargs)
+
+
 @pytest.fixture(autouse=True)
 def isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point papercite at a fresh data directory, and forget services built for others."""

@@ -10,6 +10,12 @@ exactly as against the real server.  The "model" is any Python callable
 ``generate(messages, options, format) -> Iterator[str]`` (e.g. the project's
 embedded llama.cpp model, or a deterministic fake).
 
+Log-probabilities: a request with ``logprobs`` (and ``top_logprobs``) reaches the model
+function as ``options["top_logprobs"]`` (at least 1); it may then yield dicts
+``{"content": piece, "logprobs": [{"token", "logprob", "top_logprobs": [...]}, ...]}``,
+which the response carries as Ollama does (each chunk's ``logprobs``). A model function
+that ignores the option answers as an Ollama too old to know the fields.
+
 When ``OLLAMA_HOST`` points to a real Ollama, the project's tests use that
 server instead of this stand-in.
 
@@ -34,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
-GenerateFn = Callable[[list[dict], dict, object], Iterator[str]]
+GenerateFn = Callable[[list[dict], dict, object], Iterator[str | dict]]
 
 OLLAMA_VERSION = "0.12.0"
 FAULTS = (None, "down", "slow", "garbage", "truncated", "error")
@@ -226,18 +232,24 @@ class _Handler(BaseHTTPRequestHandler):
 
         # No messages / empty prompt is Ollama's "load the model" request.
         reason = "stop" if messages else "load"
-        pieces = st.models[name](messages, options, body.get("format") or None) if messages else iter(())
+        asked = {"top_logprobs": max(1, int(body.get("top_logprobs") or 1))} if body.get("logprobs") else {}
+        model = st.models[name]
+        pieces = model(messages, options | asked, body.get("format") or None) if messages else iter(())
         limit, text, t1 = int(options.get("num_predict") or -1), [], time.perf_counter_ns()
+        logprobs: list[dict] = []
         if stream:
             self._send_head(200, "application/x-ndjson", None)
         try:
-            for piece in pieces:
+            for item in pieces:
                 if 0 < limit <= len(text):
                     reason = "length"
                     break
+                piece = item["content"] if isinstance(item, dict) else item
+                found = item.get("logprobs") or [] if isinstance(item, dict) else []
+                logprobs += found
                 text.append(piece)
                 if stream:
-                    self._chunk(frame(piece, False))
+                    self._chunk(frame(piece, False) | ({"logprobs": found} if found else {}))
                     if cut and len(text) >= 2:
                         return self._drop()
         except OSError:
@@ -258,7 +270,7 @@ class _Handler(BaseHTTPRequestHandler):
             "eval_duration": t2 - t1,
         }
         if not stream:
-            return self._json(200, final, cut=cut)
+            return self._json(200, final | ({"logprobs": logprobs} if logprobs else {}), cut=cut)
         if cut:
             return self._drop()
         self._chunk(final)

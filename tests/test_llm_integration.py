@@ -98,8 +98,17 @@ def ollama_host(sample_settings: Any) -> Iterator[str]:
         return
     embedded = get_services(_embedded_settings(sample_settings)).backend.llm
 
-    def generate(messages: list[dict], options: dict, fmt: object) -> Iterator[str]:
+    def generate(messages: list[dict], options: dict, fmt: object) -> Iterator[str | dict]:
         chat = [ChatMessage(role=MessageRole(m["role"]), content=m["content"]) for m in messages]
+        if options.get("top_logprobs"):  # asked for log-probabilities, as a per-paper reading's verdict is
+            reader = embedded.model_copy(update={"top_logprobs": options["top_logprobs"]})
+            response = reader.chat(chat, max_tokens=options.get("num_predict", 300))
+            tops = [
+                {"token": t[0].token, "logprob": t[0].logprob, "top_logprobs": [a.model_dump() for a in t]}
+                for t in response.logprobs or []
+            ]
+            yield {"content": response.message.content or "", "logprobs": tops}
+            return
         for response in embedded.stream_chat(chat, max_tokens=options.get("num_predict", 300)):
             if response.delta:
                 yield response.delta
@@ -116,6 +125,16 @@ def test_ollama_backend_answers_through_the_real_client(sample_settings: Any, ol
     answer = ask(question, settings=settings)
     assert answer.model == "ollama:qwen2.5:3b"
     assert title in answer.cited_titles(), answer.text
+
+
+def test_ollama_reads_each_paper_with_its_log_probabilities(sample_settings: Any, ollama_host: str) -> None:
+    settings = sample_settings.updated(
+        llm={"backend": "ollama", "ollama_host": ollama_host}, answer={"mode": "per_paper"}
+    )
+    question, (title,) = EXPECTED[0]
+    answer = ask(question, settings=settings)
+    assert answer.model == "ollama:qwen2.5:3b" and answer.mode == "per_paper"
+    _read_with_log_probabilities(answer, title)
 
 
 def test_auto_prefers_ollama_when_it_serves_the_model(sample_settings: Any, ollama_host: str) -> None:
@@ -154,6 +173,44 @@ def test_openai_backend_against_a_real_openai_compatible_server(sample_settings:
     answer = ask(question, settings=settings)
     assert answer.model == "openai:default"
     assert title in answer.cited_titles(), answer.text
+
+
+def test_openai_compatible_server_reads_each_paper_with_its_log_probabilities(sample_settings: Any) -> None:
+    from pydantic import SecretStr
+
+    embedded = get_services(_embedded_settings(sample_settings)).backend.llm
+    settings = sample_settings.updated(
+        llm={
+            "backend": "openai",
+            "openai_base_url": f"{embedded.server_url}/v1",
+            "openai_api_key": SecretStr(embedded.server_api_key),
+        },
+        answer={"mode": "per_paper"},
+    )
+    question, (title,) = EXPECTED[0]
+    answer = ask(question, settings=settings)
+    assert answer.model == "openai:default"
+    _read_with_log_probabilities(answer, title)
+
+
+def _read_with_log_probabilities(answer: Any, title: str) -> None:
+    """The backend's readings carried the model's own P(YES), and the answer cites only papers it read."""
+    assert answer.confidence_from == "log-probabilities", answer.readings
+    first = answer.readings[0]
+    assert first.title == title and first.confidence is not None and 0.0 < first.confidence < 1.0
+    read = {r.paper_id for r in answer.readings if r.verdict != "unread"}
+    assert {c.paper_id for c in answer.citations} <= read
+
+
+def test_per_paper_answers_with_the_embedded_model(sample_settings: Any) -> None:
+    settings = _embedded_settings(sample_settings).updated(answer={"mode": "per_paper"})
+    question, (title,) = EXPECTED[0]
+    answer = ask(question, settings=settings)
+    assert answer.mode == "per_paper" and answer.confidence_from == "log-probabilities"
+    assert answer.cited_titles() == [title], answer.readings
+    cited = next(r for r in answer.readings if r.cited)
+    assert cited.supported and cited.finding and cited.confidence is not None
+    assert answer.timings.first_token is not None and answer.timings.first_token <= answer.timings.total
 
 
 def test_cli_json_carries_every_sentence_with_its_verdict(sample_settings: Any) -> None:

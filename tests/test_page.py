@@ -89,7 +89,7 @@ def page_url(sample_store: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     settings = Settings(data_dir=data_dir, llm={"backend": "embedded"})
     app = build_app(settings)
     url = launch(app, settings, port=_free_port(), block=False)
-    warm_up(settings).join()  # as `papercite serve` does: the model is loaded before the first question
+    warm_up(settings, read_papers=False).join()  # as `papercite serve` does: the model is loaded first
     yield url
     app.close()
     if TIMES:
@@ -252,6 +252,60 @@ def test_sources_show_while_the_model_reads_and_the_answer_replaces_them(
 
 
 WAVELET_REPLY = "WaveMix mixes image tokens with a multi-level 2D wavelet transform [1]."
+WAVELET_FINDING = "WaveMix mixes image tokens with a multi-level two-dimensional discrete wavelet transform."
+
+
+def test_per_paper_findings_arrive_one_paper_at_a_time(
+    browser: Any, sample_store: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Per-paper mode: each paper's verdict and finding show as its reading ends, in reading order."""
+    from rag.services import Services
+    from rag.settings import Settings
+    from tests.conftest import SteppedLLM
+    from ui.app import build_app, launch
+
+    data_dir = tmp_path_factory.mktemp("per-paper") / "data"
+    shutil.copytree(sample_store, data_dir)
+    settings = Settings(data_dir=data_dir, llm={"backend": "embedded"}).updated(
+        answer={"mode": "per_paper"}, reading={"max_papers": 3, "read_margin": 1.0}
+    )
+    model = SteppedLLM().enqueue(("YES", 0.9), f"YES\n{WAVELET_FINDING}", ("NO", 0.2), ("NO", 0.1))
+    app = build_app(settings, Services(settings, llm=model))
+    url = launch(app, settings, port=_free_port(), block=False)
+    try:
+        page = browser.new_page()
+        page.goto(url)
+        page.wait_for_function("document.querySelector('#pc-collection')?.innerText.includes('papers')")
+        page.fill("#pc-question textarea", WAVELET_Q)
+        page.press("#pc-question textarea", "Enter")
+        reply = page.locator("#pc-chat [data-testid=bot]").last
+        verdicts = "[...document.querySelectorAll('#pc-sources .pc-verdict')].map(v => v.dataset.verdict)"
+
+        model.allow(2)  # the first paper's verdict and finding: its finding shows, the others are unread
+        page.wait_for_function(f"{verdicts}.length === 1", timeout=120_000)
+        assert page.evaluate(verdicts) == ["yes"]
+        assert "Read 1 of 3" in reply.inner_text() and "wavelet transform" in reply.inner_text()
+        first = page.locator("#pc-sources .pc-source").first
+        assert WAVELET_TITLE in first.inner_text() and "0.90 sure" in first.inner_text()
+
+        model.allow(1)  # the second paper: a no
+        page.wait_for_function(f"{verdicts}.length === 2", timeout=120_000)
+        assert page.evaluate(verdicts) == ["yes", "no"] and "Read 2 of 3" in reply.inner_text()
+        assert reply.locator(".pc-meta").count() == 0  # not settled until every paper is read
+
+        model.allow(1)  # the third: the answer settles and replaces the readings
+        page.wait_for_function(
+            "[...document.querySelectorAll('#pc-chat [data-testid=bot]')].at(-1)?.querySelector('.pc-meta') != null",
+            timeout=120_000,
+        )
+        assert WAVELET_FINDING in reply.inner_text() and "read one at a time" in reply.inner_text()
+        cited = page.inner_text("#pc-sources .pc-cited")
+        assert WAVELET_TITLE in cited and "Read: answers, 0.90 sure" in cited
+        assert page.locator("#pc-sources .pc-uncited .pc-verdict[data-verdict=no]").count() == 2
+        page.close()
+    finally:
+        model.allow(10)
+        app.close()
 
 
 def _scripted_page(browser: Any, url: str, gated: Any) -> Any:

@@ -181,3 +181,24 @@ def test_a_follow_up_reads_the_papers_the_last_answer_cited(per_paper: Any, scri
     assert any(p.startswith(f'Abstract of "{WAVEMIX}"') for p in prompts)  # "it" was read again
     assert all(f"Earlier question: {QUESTION}" in p for p in prompts)
     assert follow.abstained
+
+
+def test_an_ollama_without_log_probabilities_answers_by_first_word(per_paper: Any) -> None:
+    """An Ollama too old to know ``logprobs`` ignores it: the reading's first word decides, and the answer says so."""
+    try:
+        from tests.ollama_standin import OllamaStandIn
+    except ImportError:  # pragma: no cover - run from inside tests/
+        from ollama_standin import OllamaStandIn
+
+    def old_ollama(messages: list[dict], options: dict, fmt: object) -> Any:
+        if messages[-1]["role"] == "assistant":  # the finding, going on from the written YES
+            yield "WaveMix uses a multi-level two-dimensional discrete wavelet transform for token mixing."
+        else:
+            yield "YES" if "WaveMix" in messages[-1]["content"] else "NO"
+
+    with OllamaStandIn({"qwen2.5:3b": old_ollama}) as server:
+        settings = per_paper.updated(llm={"backend": "ollama", "ollama_host": server.url})
+        answer = ask(QUESTION, settings=settings)
+        assert any((r["body"] or {}).get("logprobs") for r in server.requests)  # asked for them, got none
+    assert answer.model == "ollama:qwen2.5:3b" and answer.confidence_from == FIRST_WORD
+    assert answer.cited_titles() == [WAVEMIX] and answer.readings[0].confidence is None

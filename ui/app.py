@@ -26,6 +26,7 @@ from rag.errors import PaperciteError
 from rag.llms import llm_choices
 from rag.services import Services, get_services
 from rag.settings import LLMSettings, Settings
+from rag.warm import warm
 from ui.handlers import DOWNLOADS, NO_SOURCES, Handlers, max_upload_bytes, page_message
 
 __all__ = ["CSS", "UPLOAD_TYPES", "build_app", "launch", "page_message", "warm_up"]
@@ -307,8 +308,12 @@ def launch(app: gr.Blocks, settings: Settings, *, port: int | None = None, block
     return app.local_url or f"http://{conf.host}:{port or conf.port}/"
 
 
-def warm_up(settings: Settings) -> threading.Thread:
-    """Load the embedding model, BM25 and the LLM in the background, so the first question is not slow."""
+def warm_up(settings: Settings, *, read_papers: bool = True) -> threading.Thread:
+    """Load the embedding model, BM25 and the LLM in the background, so the first question is not slow.
+
+    In per-paper mode, with the embedded model, a collection of at most ``reading.warm_on_serve``
+    papers is then read ahead of questions (``papercite warm``), unless ``read_papers`` is False.
+    """
 
     def run() -> None:
         try:
@@ -316,9 +321,20 @@ def warm_up(settings: Settings) -> threading.Thread:
             services.store.bm25()
             services.embed_model.get_query_embedding("warm up")
             services.backend  # noqa: B018 - building it loads the model
+            if read_papers and _reads_ahead(services):
+                log.info("Reading the collection ahead of questions: %s", warm(services).summary())
         except PaperciteError as exc:  # the first question will show the same error on the page
             log.warning("Warm-up: %s", exc)
 
     thread = threading.Thread(target=run, name="papercite-warm-up", daemon=True)
     thread.start()
     return thread
+
+
+def _reads_ahead(services: Services) -> bool:
+    """Whether the page reads its collection ahead: per-paper mode, a model that keeps what it reads,
+    and a collection small enough to read in minutes (``reading.warm_on_serve``)."""
+    conf = services.settings
+    if conf.answer.mode != "per_paper" or getattr(services.backend.llm, "prefix_store", None) is None:
+        return False
+    return 0 < services.store.stats().papers <= conf.reading.warm_on_serve
