@@ -202,3 +202,14 @@ def test_an_ollama_without_log_probabilities_answers_by_first_word(per_paper: An
         assert any((r["body"] or {}).get("logprobs") for r in server.requests)  # asked for them, got none
     assert answer.model == "ollama:qwen2.5:3b" and answer.confidence_from == FIRST_WORD
     assert answer.cited_titles() == [WAVEMIX] and answer.readings[0].confidence is None
+
+
+def test_a_filter_narrows_what_is_read_before_any_reading(per_paper: Any, scripted: Any) -> None:
+    from rag import Filters, NoMatch
+
+    with pytest.raises(NoMatch, match="without a year"):  # the sample's papers have no year
+        ask(QUESTION, settings=per_paper, llm=scripted, filters=Filters(since=2020))
+    assert scripted.history == []  # nothing read from the papers the filter left out
+    scripted.enqueue(("NO", 0.1), ("NO", 0.1))
+    answer = ask(QUESTION, settings=per_paper, llm=scripted, filters=Filters(source="trending-papers.txt"))
+    assert len(scripted.history) == 2 and answer.abstained

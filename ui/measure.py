@@ -275,6 +275,38 @@ def bench_answer_command(limit: int, askers: str, backend: str) -> None:
             )
 
 
+@bench.command("readings")
+@click.option("--set", "gold_set", type=click.Choice(["bundled", "asreview"]), default="bundled", show_default=True)
+@click.option(
+    "--asreview",
+    "asreview_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="With --set asreview: the JSONL(.gz) holding the ASReview records.",
+)
+@click.option(
+    "--limit", type=click.IntRange(1), default=24, show_default=True, help="Dev questions, taken evenly over the kinds."
+)
+def bench_readings_command(gold_set: str, asreview_path: Path | None, limit: int) -> None:
+    """Per-paper against one-prompt: first cited finding and whole answer, cold (nothing read) and warm (read ahead)."""
+    from evals.bench_readings import bench_modes, modes_table
+    from evals.gold import GOLD_SETS, load_asreview, load_gold
+    from evals.harness import eval_settings, stratified
+    from ingest import ingest_papers, read_papers, sample_corpus
+
+    if gold_set == "asreview":
+        if asreview_path is None:
+            raise BadInput("--set asreview needs --asreview PATH: the abstracts.jsonl.gz holding the ASReview records.")
+        papers = load_asreview(asreview_path)
+    else:
+        papers = read_papers(sample_corpus()).papers
+    settings = eval_settings(_settings("embedded"), gold_set)
+    ingest_papers(papers, settings=settings, source=f"{gold_set} collection", progress=False)
+    questions = [q.question for q in stratified(load_gold(GOLD_SETS[gold_set][0]), limit)]
+    rows = bench_modes(settings, questions, echo=lambda m: click.echo(m, err=True))
+    click.echo(f"\n{len(questions)} {gold_set} dev questions, embedded model, {os.cpu_count()} cores:\n")
+    click.echo(modes_table(rows))
+
+
 @bench.command("serve")
 @click.option("--questions", type=click.IntRange(1), default=5, show_default=True)
 def bench_serve_command(questions: int) -> None:
