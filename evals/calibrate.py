@@ -21,12 +21,13 @@ import argparse
 import itertools
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from rag.context import asks_for_several
 from rag.per_paper import decide
+from rag.readings import RESTATED
 from rag.settings import ReadingSettings
 from rag.types import PaperReading
 
@@ -44,14 +45,27 @@ class Candidate:
     floor: float
     several_margin: float
     read_margin: float
+    top_only: bool = True
+    quote_restated: bool = False
 
     def settings(self) -> ReadingSettings:
-        return ReadingSettings(accept=self.accept, lead=self.lead, floor=self.floor, several_margin=self.several_margin)
+        return ReadingSettings(
+            accept=self.accept,
+            lead=self.lead,
+            floor=self.floor,
+            several_margin=self.several_margin,
+            top_only=self.top_only,
+            quote_restated=self.quote_restated,
+        )
 
 
-def _readings(record: dict[str, Any], read_margin: float) -> tuple[list[PaperReading], set[str]]:
+def _readings(record: dict[str, Any], read_margin: float, quote: bool = False) -> tuple[list[PaperReading], set[str]]:
     """The record's readings as ``PaperReading`` (those within ``read_margin`` of the best retrieved
-    paper, unless the question asks for several), and the titles of the gold ones among them."""
+    paper, unless the question asks for several), and the titles of the gold ones among them.
+
+    With ``quote``, a finding rejected for restating the question counts as supported: the
+    product then shows the abstract's own sentence instead (``reading.quote_restated``).
+    """
     rows = [r for r in record.get("readings") or [] if r["verdict"] != "unread"]
     best = max((r.get("similarity") or 0.0 for r in rows), default=0.0)
     several = asks_for_several(record["question"])
@@ -61,6 +75,8 @@ def _readings(record: dict[str, Any], read_margin: float) -> tuple[list[PaperRea
         if i == 0 or several or r.get("similarity") is None or r["similarity"] >= best - read_margin
     ]
     readings = [PaperReading(**{k: v for k, v in r.items() if k in _FIELDS}) for r in kept]
+    if quote:
+        readings = [replace(r, supported=True) if RESTATED in r.reason else r for r in readings]
     return readings, {r["title"] for r in kept if r.get("gold")}
 
 
@@ -69,7 +85,7 @@ def score(records: Sequence[dict[str, Any]], candidate: Candidate) -> dict[str, 
     conf = candidate.settings()
     precision, recall, wrong, covered, multi = [], [], [], [], []
     for record in records:
-        readings, _ = _readings(record, candidate.read_margin)
+        readings, _ = _readings(record, candidate.read_margin, candidate.quote_restated)
         cited = {r.title for r in decide(readings, conf, several=asks_for_several(record["question"])) if r.cited}
         gold = set(record["gold_titles"])
         if record["kind"] == "out_of_scope":
@@ -109,13 +125,11 @@ def sweep(runs: dict[str, list[dict[str, Any]]], grid: Iterable[Candidate]) -> l
 
 
 def _grid() -> Iterable[Candidate]:
-    steps = [round(0.2 + 0.025 * i, 3) for i in range(21)]
-    for accept, lead, floor, margin, read in itertools.product(
-        steps, (1.0, 0.05, 0.1, 0.15, 0.2), (0.2, 0.3, 0.35, 0.4), (0.0, 0.05, 0.1, 0.15), (0.12, 1.0)
+    steps = [round(0.2 + 0.025 * i, 3) for i in range(13)]
+    for accept, lead, margin, read, top, quote in itertools.product(
+        steps, (1.0, 0.1), (1.0, 0.15, 0.1, 0.05), (0.12, 1.0), (True, False), (False, True)
     ):
-        if lead == 1.0 and floor != 0.2:
-            continue  # the lead rule off: its floor does not matter
-        yield Candidate(accept, lead, floor, margin, read)
+        yield Candidate(accept, lead, 0.2, margin, read, top, quote)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -126,21 +140,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     runs = {}
     for path in args.reports:
         report = json.loads(path.read_text(encoding="utf-8"))
-        runs[path.parent.name] = [r for r in report["records"] if r.get("split", "dev") == "dev"]
+        runs[path.parent.name] = [r for r in report["questions"] if r.get("split", "dev") == "dev"]
     rows = sweep(runs, _grid())
     names = list(runs)
-    head = "| accept | lead | floor | several | read margin | mean | " + " | ".join(
+    head = "| accept | lead | several | read margin | top only | quote | mean | " + " | ".join(
         f"{n} P / R / NC / WA" for n in names
     )
-    print(head + " |\n|" + " ---: |" * (6 + len(names)))
+    print(head + " |\n|" + " ---: |" * (7 + len(names)))
     for candidate, s in rows[: args.top]:
         cells = [
             " / ".join(f"{s[n][m]:.3f}" for m in ("precision", "recall", "abstention", "wrong_abstention"))
             for n in names
         ]
         print(
-            f"| {candidate.accept} | {candidate.lead} | {candidate.floor} | {candidate.several_margin} | "
-            f"{candidate.read_margin} | {s['mean']:.3f} | " + " | ".join(cells) + " |"
+            f"| {candidate.accept} | {candidate.lead} | {candidate.several_margin} | {candidate.read_margin} | "
+            f"{candidate.top_only} | {candidate.quote_restated} | {s['mean']:.3f} | " + " | ".join(cells) + " |"
         )
 
 

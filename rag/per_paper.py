@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
@@ -33,6 +34,7 @@ from rag.prompt import ABSTAIN_TEXT
 from rag.readings import (
     FIRST_WORD,
     LOGPROBS,
+    RESTATED,
     check_finding,
     finding_messages,
     parse_finding,
@@ -112,12 +114,15 @@ class Reader:
             supported, why = check_finding(
                 finding, source, question, self.services.embed_model.get_text_embedding_batch, self.verify
             )
+            if not supported and self.conf.quote_restated and RESTATED in why:
+                finding, supported, why = _quote(source, question, finding, why)
         extra = response.additional_kwargs or {}
+        known = verdict.confidence
         return PaperReading(
             number=source.number,
             paper_id=source.paper_id,
             title=source.title,
-            verdict="yes" if verdict.said == "yes" else "no",
+            verdict="yes" if (verdict.said == "yes" if known is None else known >= self.conf.accept) else "no",
             confidence=None if verdict.confidence is None else round(verdict.confidence, 4),
             finding=finding,
             supported=supported,
@@ -128,42 +133,71 @@ class Reader:
         )
 
 
+def _quote(source: Source, question: str, finding: str, why: str) -> tuple[str, bool, str]:
+    """The abstract's own sentence that best matches the question, in place of a finding that restated it."""
+    whole = replace(source, passages=(source.abstract or " ".join(source.passages),))
+    quote = best_sentences(question, [whole])[0]
+    if not quote:
+        return finding, False, why
+    return quote, True, "the model's finding restated the question; the abstract's own sentence is shown"
+
+
 def decide(readings: Sequence[PaperReading], conf: ReadingSettings, *, several: bool) -> list[PaperReading]:
     """Every reading with ``cited`` and ``reason`` set: which papers the answer cites, and why or why not.
 
     With confidences: a reading with a supported finding is cited when its confidence
     reaches ``accept``; below that, the best one still is when it reaches ``floor`` and
-    leads every other reading by ``lead``. A question asking for several papers also
-    cites every supported reading within ``several_margin`` of the best cited one; a
-    question asking for one finding cites only the best. Without confidences (a
-    backend with no log-probabilities), a supported YES is cited.
+    leads every other reading by ``lead``. A question asking for one finding cites only
+    the most confident reading, and only when its own finding is supported (the next one
+    is not the answer because the best one's finding failed). A question asking for
+    several papers cites every passing reading within ``several_margin`` of the best one.
+    Without confidences (a backend with no log-probabilities), a supported YES is cited.
     """
     known = [r.confidence for r in readings if r.confidence is not None]
     if len(known) < len(readings):  # first-word verdicts: yes with a supported finding
         passing = [r for r in readings if r.verdict == "yes" and r.supported]
     else:
         ranked = sorted(readings, key=lambda r: -(r.confidence or 0.0))
-        passing = [r for r in ranked if r.supported and (r.confidence or 0.0) >= conf.accept]
         best = ranked[0] if ranked else None
         second = ranked[1].confidence or 0.0 if len(ranked) > 1 else 0.0
+        if not several and conf.top_only:
+            ranked = ranked[:1]
+        passing = [r for r in ranked if r.supported and (r.confidence or 0.0) >= conf.accept]
         lone = best is not None and best.supported and (best.confidence or 0.0) >= conf.floor
         if not passing and lone and (best.confidence or 0.0) - second >= conf.lead:  # type: ignore[union-attr]
             passing = [best]  # type: ignore[list-item]
-        if several and passing and conf.several_margin > 0:
+        if several and passing:
             bar = (passing[0].confidence or 0.0) - conf.several_margin
-            passing += [r for r in ranked if r.supported and r not in passing and (r.confidence or 0.0) >= bar]
+            passing = [r for r in passing if (r.confidence or 0.0) >= bar]
     if not several:
         passing = passing[:1]
     cited = {r.number for r in passing}
     top = passing[0].confidence if passing else None
-    return [replace(r, cited=r.number in cited, reason=_why(r, r.number in cited, top, conf)) for r in readings]
+    return [
+        replace(
+            r,
+            cited=r.number in cited,
+            verdict=_verdict(r, r.number in cited, conf),
+            reason=_why(r, r.number in cited, top, conf),
+        )
+        for r in readings
+    ]
+
+
+def _verdict(reading: PaperReading, cited: bool, conf: ReadingSettings) -> Literal["yes", "no", "unread"]:
+    """The verdict a reader is shown: with a confidence, yes when it reaches ``accept`` (the model's own
+    0.5 is not calibrated) or the paper is cited; without one, the reply's first word."""
+    if reading.confidence is None or reading.verdict == "unread":
+        return reading.verdict
+    return "yes" if cited or reading.confidence >= conf.accept else "no"
 
 
 def _why(reading: PaperReading, cited: bool, top: float | None, conf: ReadingSettings) -> str:
     """Why a reading is or is not cited, in words a reader can check."""
     p = f"{reading.confidence:.2f}" if reading.confidence is not None else None
     if cited:
-        return f"cited: the model is {p} sure it answers" if p else "cited: the model says it answers"
+        why = f"cited: the model is {p} sure it answers" if p else "cited: the model says it answers"
+        return f"{why}; {reading.reason}" if reading.supported and reading.reason else why
     if reading.verdict == "unread":
         return reading.reason
     if reading.finding and not reading.supported:

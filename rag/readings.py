@@ -34,6 +34,7 @@ __all__ = [
     "FIRST_WORD",
     "LOGPROBS",
     "READING_PROMPT",
+    "RESTATED",
     "Verdict",
     "check_finding",
     "finding_messages",
@@ -45,6 +46,8 @@ __all__ = [
     "yes_probability",
 ]
 
+#: How :mod:`rag.verify` says a sentence restated the question instead of reporting the abstract.
+RESTATED = "restates the question"
 #: ``Answer.confidence_from`` values.
 LOGPROBS = "log-probabilities"
 FIRST_WORD = "first word"

@@ -285,11 +285,21 @@ class ReadingSettings(_Section):
     )
     floor: float = Field(0.0, ge=0, le=1, description="The least probability the lead rule accepts.")
     several_margin: float = Field(
-        0.0,
+        1.0,
         ge=0,
         le=1,
-        description="A question asking for several papers also cites every verified reading within this of the "
-        "best cited one's probability. 0: accept alone decides.",
+        description="A question asking for several papers cites the passing readings within this of the most "
+        "confident one's probability. 1: every passing reading.",
+    )
+    top_only: bool = Field(
+        True,
+        description="A question asking for one finding cites the most confident reading or nothing: when its "
+        "finding fails verification, the next paper is not taken instead.",
+    )
+    quote_restated: bool = Field(
+        False,
+        description="A finding that only restates the question is replaced by the abstract's sentence that best "
+        "matches the question (a literal quote, so supported), instead of leaving the paper uncited.",
     )
     finding_floor: float = Field(
         0.3,

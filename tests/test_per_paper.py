@@ -109,10 +109,18 @@ def test_the_lead_rule_cites_a_best_reading_that_stands_out() -> None:
     assert not decide([_reading(1, 0.35), _reading(2, 0.1)], conf, several=False)[0].cited  # under the floor
 
 
-def test_several_margin_adds_readings_close_to_the_best() -> None:
-    conf = ReadingSettings(accept=0.7, several_margin=0.15)
+def test_several_margin_keeps_the_readings_close_to_the_best() -> None:
+    conf = ReadingSettings(accept=0.5, several_margin=0.15)
     decided = decide([_reading(1, 0.8), _reading(2, 0.66), _reading(3, 0.6)], conf, several=True)
     assert [r.cited for r in decided] == [True, True, False]
+
+
+def test_one_finding_asked_for_cites_the_most_confident_reading_or_nothing() -> None:
+    unsupported_best = PaperReading(1, "id:1", "Paper 1", "yes", 0.7, "It says 9.", False, reason="9 is not in [1]")
+    readings = [unsupported_best, _reading(2, 0.6)]
+    assert not any(r.cited for r in decide(readings, ReadingSettings(accept=0.5), several=False))
+    loose = ReadingSettings(accept=0.5, top_only=False)  # the next paper is taken instead
+    assert [r.cited for r in decide(readings, loose, several=False)] == [False, True]
 
 
 def test_first_word_verdicts_cite_every_supported_yes() -> None:
@@ -163,6 +171,20 @@ def test_nothing_passing_is_an_abstention(per_paper: Any, scripted: Any) -> None
     answer = ask(QUESTION, settings=per_paper, llm=scripted)
     assert answer.abstained and not answer.citations and answer.model == "custom:scripted"
     assert all(not r.cited for r in answer.readings)
+
+
+def test_a_finding_that_restates_the_question_is_replaced_by_the_abstracts_own_sentence(
+    per_paper: Any, scripted: Any
+) -> None:
+    settings = per_paper.updated(reading={"quote_restated": True, "max_papers": 1})
+    question = "Which vision model blends picture patches through a lossless, parameter-free frequency split?"
+    restated = "YES\nIt blends picture patches through a lossless, parameter-free frequency split."
+    scripted.enqueue(("YES", 0.8), restated)
+    answer = ask(question, settings=settings, llm=scripted)
+    reading = answer.readings[0]
+    assert reading.cited and reading.supported and "restated the question" in reading.reason
+    assert reading.finding in answer.sources[0].abstract  # the abstract's own sentence, literally
+    assert answer.text == f"{reading.finding} [1]"
 
 
 def test_a_backend_without_log_probabilities_still_answers_by_first_word(per_paper: Any, scripted: Any) -> None:
