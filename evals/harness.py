@@ -313,6 +313,9 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, float | None]:
     summary["seconds_p50"] = percentile(seconds, 50)
     summary["seconds_p95"] = percentile(seconds, 95)
     summary["first_token_p50"] = percentile(firsts, 50)
+    read = [sum(x["verdict"] != "unread" for x in r["readings"]) for r in records if r.get("readings")]
+    if read:
+        summary["papers_read_mean"] = sum(read) / len(read)
     summary["prompt_tokens_mean"] = mean(tokens)
     return summary
 

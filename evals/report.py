@@ -42,7 +42,8 @@ ROWS = [
     ("removed_unsupported", "unsupported sentences removed", "{:.0f}"),
     ("seconds_p50", "seconds per answer p50", "{:.1f}"),
     ("seconds_p95", "seconds per answer p95", "{:.1f}"),
-    ("first_token_p50", "first token p50 (s)", "{:.1f}"),
+    ("first_token_p50", "first token (per_paper: first cited finding) p50 (s)", "{:.1f}"),
+    ("papers_read_mean", "papers read per question (per_paper)", "{:.1f}"),
     ("prompt_tokens_mean", "prompt tokens (mean)", "{:.0f}"),
 ]
 

@@ -299,7 +299,7 @@ def _answer(run: _Run, readings: list[PaperReading], reader: Reader, conversatio
         else None,
         notice=" ".join(n for n in (run.notice, reader.notice) if n),
         sentences=tuple(sentences),
-        conversation=(*conversation, turn) if cited else conversation,
+        conversation=(*conversation, turn),
         readings=tuple(sorted(readings, key=lambda r: order.get(r.number, len(order)))),
         mode="per_paper",
         confidence_from=_confidence_from(readings),

@@ -180,3 +180,33 @@ def test_basic_auth_setting_must_be_user_and_password(value: str) -> None:
     with pytest.raises(BadInput, match="PAPERCITE_SERVE__AUTH"):
         Settings(serve={"auth": value}).serve.credentials()
     assert Settings(serve={"auth": "alice:s3:cret"}).serve.credentials() == ("alice", "s3:cret")
+
+
+def test_each_source_shows_its_reading_and_an_unsupported_finding_only_as_why() -> None:
+    from rag.types import PaperReading
+    from ui.render import readings_markdown
+
+    cited = PaperReading(
+        1, "id:1", "A paper", "yes", 0.71, "It mixes <b>tokens</b> with wavelets.", True, True, "cited"
+    )
+    wrong = PaperReading(2, "id:2", "B", "yes", 0.4, "It reaches 99.9%.", False, False, "99.9 is in no abstract")
+    unread = PaperReading(3, "id:3", "C", "unread", reason="not read: far below the best paper in retrieval")
+    answer = Answer(
+        question="q",
+        text="It mixes tokens with wavelets. [1]",
+        citations=(Citation(1, "A paper", "id:1"),),
+        sources=(_source(1), _source(2, "B"), _source(3, "C")),
+        abstained=False,
+        model="m",
+        readings=(cited, wrong, unread),
+        mode="per_paper",
+        confidence_from="log-probabilities",
+    )
+    panel = sources_html(answer)
+    assert "Read: answers, 0.71 sure" in panel and "&lt;b&gt;tokens&lt;/b&gt;" in panel  # escaped
+    assert "99.9%" not in panel and "99.9 is in no abstract" in panel  # why, not the unsupported claim
+    assert "Not read</b>" in panel and "far below the best paper" in panel
+    assert "read one at a time" in answer_markdown(answer)
+    reading = Reading("q", answer.sources, ("", "", ""))
+    streamed = readings_markdown(reading, [cited, wrong])
+    assert "Read 2 of 3 abstracts" in streamed and "tokens" in streamed and "99.9" not in streamed

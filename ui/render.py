@@ -225,12 +225,14 @@ def _verdict(reading: PaperReading | None) -> str:
     if reading is None:
         return ""
     sure = f", {reading.confidence:.2f} sure" if reading.confidence is not None else ""
-    head = {"yes": "answers", "no": "does not answer", "unread": "not read"}[reading.verdict]
-    finding = f" “{html.escape(reading.finding)}”" if reading.finding else ""
-    why = f' <span class="pc-why">{html.escape(reading.reason)}</span>' if reading.reason else ""
+    head = {"yes": "Read: answers", "no": "Read: does not answer", "unread": "Not read"}[reading.verdict]
+    # An unsupported finding is not shown, here either: only why it was left out.
+    finding = f" “{html.escape(reading.finding)}”" if reading.finding and reading.supported else ""
+    why = reading.reason.removeprefix("not read: ") if reading.verdict == "unread" else reading.reason
+    note = f' <span class="pc-why">{html.escape(why)}</span>' if why else ""
     return (
         f'<div class="pc-verdict pc-{reading.verdict}" data-verdict="{reading.verdict}">'
-        f"<b>Read: {head}{sure}</b>{finding}{why}</div>"
+        f"<b>{head}{sure}</b>{finding}{note}</div>"
     )
 
 
