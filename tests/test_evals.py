@@ -354,3 +354,46 @@ def test_a_follow_up_is_asked_after_its_first_turn_and_alone_without_it(sample_s
     alone = run_answers([follow_up], sample_settings, llm=scripted, log=lambda _: None, alone=True)
     assert alone.records[0]["alone"] and alone.records[0]["history_first_token"] is None
     assert len(scripted.history) <= 3 and WAVELET_QUESTION.question not in str(scripted.history[2:])
+
+
+def test_replay_keeps_a_readings_log_probabilities(tmp_path: Path, scripted) -> None:
+    from llama_index.core.base.llms.types import ChatMessage
+
+    from evals.replay import ReplayLLM
+    from rag.readings import yes_probability
+
+    scripted.enqueue(("YES", 0.8))
+    cache = tmp_path / "gen.jsonl"
+    reading = ReplayLLM(scripted, "scripted", cache).for_reading(64, 10)
+    asked = [ChatMessage(role="user", content="Abstract ... Question: q?")]
+    assert yes_probability(reading.verdict.chat(asked).logprobs) == pytest.approx(0.8)
+    again = ReplayLLM(scripted, "scripted", cache)
+    replayed = again.for_reading(64, 10).verdict.chat(asked)  # from the file: the model is not asked again
+    assert yes_probability(replayed.logprobs) == pytest.approx(0.8) and again.counts == (1, 0)
+
+
+def test_per_paper_eval_records_each_reading_and_the_calibrator_replays_the_decision(sample_settings, scripted) -> None:
+    from evals.calibrate import Candidate, score
+    from evals.gold import GoldQuestion, title_key
+    from evals.harness import run_answers
+
+    wavemix = "WaveMix: A Resource-efficient Neural Network for Image Analysis"
+    question = GoldQuestion(
+        "x1",
+        "Which architecture mixes image tokens with a 2D wavelet transform?",
+        "single",
+        frozenset({title_key(wavemix)}),
+        (wavemix,),
+        ("wavelet",),
+    )
+    settings = sample_settings.updated(
+        answer={"mode": "per_paper"}, reading={"max_papers": 2, "read_margin": 1.0, "accept": 0.4}
+    )
+    scripted.enqueue(("YES", 0.45), "YES\nWaveMix uses a two-dimensional discrete wavelet transform.", ("NO", 0.1))
+    run = run_answers([question], settings, llm=scripted, log=lambda line: None)
+    record = run.records[0]
+    assert record["mode"] == "per_paper" and record["citation_precision"] == 1.0
+    readings = [r for r in record["readings"] if r["verdict"] != "unread"]
+    assert [r["gold"] for r in readings] == [True, False] and readings[0]["similarity"] > 0
+    assert score([record], Candidate(0.4, 1.0, 0.2, 1.0, 1.0))["precision"] == 1.0
+    assert score([record], Candidate(0.5, 1.0, 0.2, 1.0, 1.0))["wrong_abstention"] == 1.0  # 0.45 is under 0.5
