@@ -101,13 +101,19 @@ class Reader:
             log.warning("%s", self.notice)
             return self._read(source, question, previous)
 
+    def _floor(self) -> float:
+        """The least confidence worth a finding: below it the decision cannot cite the paper."""
+        if self.conf.finding_floor is not None:
+            return self.conf.finding_floor
+        return self.conf.accept if self.conf.lead >= 1 else min(self.conf.accept, self.conf.floor)
+
     def _read(self, source: Source, question: str, previous: str | None) -> PaperReading:
         started = time.perf_counter()
         messages = reading_messages(source, question, previous)
         kept = {"prefix": prefix_of(source)} if self.llms.keeps_prefixes else {}
         response = chat_once(self.backend, self.llms.verdict, messages, **kept)
         verdict = parse_verdict(response)
-        wanted = verdict.said == "yes" if verdict.confidence is None else verdict.confidence >= self.conf.finding_floor
+        wanted = verdict.said == "yes" if verdict.confidence is None else verdict.confidence >= self._floor()
         finding, supported, why = "", False, "the model says its abstract does not answer the question"
         if wanted:
             finding = parse_finding(chat_once(self.backend, self.llms.finding, finding_messages(messages)))

@@ -301,12 +301,13 @@ class ReadingSettings(_Section):
         description="A finding that only restates the question is replaced by the abstract's sentence that best "
         "matches the question (a literal quote, so supported), instead of leaving the paper uncited.",
     )
-    finding_floor: float = Field(
-        0.3,
+    finding_floor: float | None = Field(
+        None,
         ge=0,
         le=1,
-        description="A reading's finding is written only when the model's confidence reaches this (a second, "
-        "short generation); below it the paper cannot be cited, so its finding would cost time for nothing.",
+        description="A reading's finding (a second, short generation) is written only when the model's confidence "
+        "reaches this. Unset: the least confidence the decision can cite (accept, or floor with the lead rule on); "
+        "an eval set it lower to record findings for thresholds it has not chosen yet.",
     )
     max_tokens: int = Field(64, ge=8, description="Longest finding, in tokens.")
     compose: bool = Field(
