@@ -118,7 +118,8 @@ def test_several_margin_keeps_the_readings_close_to_the_best() -> None:
 def test_one_finding_asked_for_cites_the_most_confident_reading_or_nothing() -> None:
     unsupported_best = PaperReading(1, "id:1", "Paper 1", "yes", 0.7, "It says 9.", False, reason="9 is not in [1]")
     readings = [unsupported_best, _reading(2, 0.6)]
-    assert not any(r.cited for r in decide(readings, ReadingSettings(accept=0.5), several=False))
+    strict = ReadingSettings(accept=0.5, top_only=True)
+    assert not any(r.cited for r in decide(readings, strict, several=False))
     loose = ReadingSettings(accept=0.5, top_only=False)  # the next paper is taken instead
     assert [r.cited for r in decide(readings, loose, several=False)] == [False, True]
 
