@@ -26,7 +26,7 @@ from typing import Literal
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
-from rag.citations import resolve_markers
+from rag.citations import resolve_markers, split_sentences
 from rag.context import asks_for_several, best_sentences, continue_numbers
 from rag.errors import BadInput, LLMUnavailable
 from rag.llms import BackendLLM, ReadingLLMs, chat_once, reading_llms
@@ -280,9 +280,9 @@ def _answer(run: _Run, readings: list[PaperReading], reader: Reader, conversatio
     """The answer the decided readings make: the cited findings, most confident first, or an abstention."""
     cited = sorted((r for r in readings if r.cited), key=lambda r: -(r.confidence or 0.0))
     by_number = {s.number: s for s in run.sources}
-    sentences = [Sentence(f"{r.finding} [{r.number}]", (r.number,), "supported", "", True, (r.number,)) for r in cited]
+    sentences = [Sentence(_marked(r), (r.number,), "supported", "", True, (r.number,)) for r in cited]
     sentences += [
-        Sentence(f"{r.finding} [{r.number}]", (r.number,), "unsupported", r.reason, False, (r.number,))
+        Sentence(_marked(r), (r.number,), "unsupported", r.reason, False, (r.number,))
         for r in readings
         if r.finding and not r.supported
     ]
@@ -312,6 +312,11 @@ def _answer(run: _Run, readings: list[PaperReading], reader: Reader, conversatio
     )
 
 
+def _marked(reading: PaperReading) -> str:
+    """The reading's finding with its paper's marker after every sentence, so each claim carries its citation."""
+    return " ".join(f"{s} [{reading.number}]" for s in split_sentences(reading.finding or ""))
+
+
 COMPOSE_PROMPT = (
     "Write a short answer to the question from the numbered findings only. End every sentence with the "
     "number of the finding it uses, like [2]. Do not add anything the findings do not say."
@@ -326,9 +331,8 @@ def compose(answer: Answer, reader: Reader, *, by_number: dict[int, Source]) -> 
     drops a paper or states something they do not support.
     """
 
-    findings = "\n".join(
-        f"[{c.number}] {s.text.rsplit('[', 1)[0].strip()}" for c, s in zip(answer.citations, answer.sentences)
-    )
+    by_reading = {r.number: r.finding for r in answer.readings}
+    findings = "\n".join(f"[{c.number}] {by_reading[c.number]}" for c in answer.citations)
     messages = [
         ChatMessage(role=MessageRole.SYSTEM, content=COMPOSE_PROMPT),
         ChatMessage(role=MessageRole.USER, content=f"Question: {answer.question}\nFindings:\n{findings}"),

@@ -159,6 +159,14 @@ def test_each_reading_is_yielded_as_it_ends_then_the_answer(per_paper: Any, scri
     assert scripted.history[1][-1].role == MessageRole.ASSISTANT  # the finding goes on from its YES
 
 
+def test_every_sentence_of_a_finding_carries_its_papers_marker(per_paper: Any, scripted: Any) -> None:
+    two = "YES\nWaveMix uses a multi-level 2D discrete wavelet transform. It sets benchmarks on Places-365."
+    scripted.enqueue(("YES", 0.9), two, ("NO", 0.1))
+    answer = ask(QUESTION, settings=per_paper, llm=scripted)
+    first, second = "WaveMix uses a multi-level 2D discrete wavelet transform.", "It sets benchmarks on Places-365."
+    assert answer.text == f"{first} [1] {second} [1]"
+
+
 def test_a_finding_its_abstract_does_not_hold_is_not_shown(per_paper: Any, scripted: Any) -> None:
     scripted.enqueue(("YES", 0.9), "YES\nWaveMix cuts error by 76.5% on ImageNet-21k.", ("NO", 0.2))
     answer = ask(QUESTION, settings=per_paper, llm=scripted)
