@@ -51,19 +51,21 @@ __all__ = [
     "summarize",
 ]
 
-#: The CI gate on the fixed 12-question subsets of the two test sets (3 of each kind): each
-#: metric must reach its value (those in AT_MOST must stay at or under it). Validity and
-#: unsupported numbers are the promises and are absolute. The others are a regression gate
-#: set one question below what the subsets measured at the commit that set them (both
-#: subsets: precision 0.778, recall 0.833 / 0.667, not-covered abstention 1 of 3, wrongful
-#: abstention 1 of 9, false premises answered 3 / 2 of 3), not the issue's targets.
+#: The CI gate on the fixed 12-question subsets of the two test sets (3 of each kind), answered
+#: in the default mode: each metric must reach its value (those in AT_MOST must stay at or under
+#: it). Validity and unsupported numbers are the promises and are absolute. The others are a
+#: regression gate about one question below what the subsets measured in per-paper mode at the
+#: commit that made it the default (bundled / ASReview: precision 0.741 / 0.667, recall 0.778 /
+#: 0.537, not-covered abstention 1 / 2 of 3, wrongful abstention 2 of 9 each, false premises
+#: answered 2 / 1 of 3), not the issue's targets. One-prompt measured precision 0.778 and recall
+#: 0.833 / 0.667 on the same subsets.
 THRESHOLDS: dict[str, float] = {
     "citation_validity": 1.0,
     "unsupported_numbers": 0.0,
-    "citation_precision": 0.65,
-    "citation_recall": 0.55,
+    "citation_precision": 0.55,
+    "citation_recall": 0.42,
     "abstention": 0.30,
-    "wrong_abstention": 0.25,
+    "wrong_abstention": 0.34,
     "premise_answered": 0.30,
     "recall@5": 0.90,
 }

@@ -148,6 +148,9 @@ def isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in list(os.environ):
         if name.startswith("PAPERCITE_") and name != "PAPERCITE_DATA_DIR":
             monkeypatch.delenv(name)
+    # Most tests script the one-prompt path's replies; the per-paper tests (test_per_paper.py,
+    # test_warm.py, the page's and the backends' per-paper tests) ask for the default mode by name.
+    monkeypatch.setenv("PAPERCITE_ANSWER__MODE", "one_prompt")
     reset_services()
     return data_dir
 
