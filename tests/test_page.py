@@ -215,7 +215,8 @@ def slow_page_url(sample_store: Path, gated: Any, tmp_path_factory: pytest.TempP
 
     data_dir = tmp_path_factory.mktemp("slow") / "data"
     shutil.copytree(sample_store, data_dir)
-    settings = Settings(data_dir=data_dir, llm={"backend": "embedded"})
+    # The scripted replies are one-prompt answers (a module fixture runs before the per-test env pin).
+    settings = Settings(data_dir=data_dir, llm={"backend": "embedded"}, answer={"mode": "one_prompt"})
     app = build_app(settings, Services(settings, llm=gated))
     yield launch(app, settings, port=_free_port(), block=False)
     gated.release()
