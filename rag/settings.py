@@ -299,8 +299,8 @@ class ReadingSettings(_Section):
     top_only: bool = Field(
         False,
         description="A question asking for one finding cites the most confident reading or nothing: when its "
-        "finding fails verification, the next paper is not taken instead. Off: on both dev sets on scored 0.864 "
-        "against 0.875.",
+        "finding fails verification, the next paper is not taken instead. Off: on, it scored 0.864 over both dev "
+        "sets against 0.875.",
     )
     quote_restated: bool = Field(
         False,
@@ -320,7 +320,8 @@ class ReadingSettings(_Section):
     compose: bool = Field(
         False,
         description="Write the answer from the cited findings with one more short generation (over the findings, "
-        "not the abstracts) instead of listing the findings.",
+        "not the abstracts) instead of listing the findings. Off: on both dev sets it left every citation as it "
+        "was and lost key facts (single-paper 0.341 to 0.299 bundled, 0.264 to 0.199 ASReview).",
     )
     top_logprobs: int = Field(
         10, ge=1, le=20, description="Alternatives per token asked of the backend, to read P(YES) from."
