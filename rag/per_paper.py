@@ -243,13 +243,15 @@ def answer_from_readings(
     """Read the papers worth reading one at a time, yielding each reading as it ends, then the ``Answer``.
 
     ``sources`` are the retrieved papers after the steps before generation; ``conversation``
-    the chat's earlier turns (a follow-up reads the papers the last answer cited as well,
-    with the earlier question beside its own).
+    the chat's earlier turns (a follow-up reads the papers the last answer cited as well;
+    a paper the chat cited is read with the earlier question beside the new one, so "it"
+    resolves, and a paper new to the chat with the new question alone, as a new topic is).
     """
     conf = services.settings.reading
     several = asks_for_several(question)
     previous = conversation[-1].question if conversation else None
     earlier = [s for t in conversation[-1:] for s in t.shown]
+    cited_before = {s.paper_id for t in conversation for s in t.shown}
     to_read = papers_to_read(sources, conf, several=several)
     to_read += [s for s in earlier if s.paper_id not in {r.paper_id for r in to_read}]
     numbered, to_read = continue_numbers(sources, to_read, conversation)
@@ -258,7 +260,7 @@ def answer_from_readings(
     reader = Reader(services, backend, may_fall_back=may_fall_back)
     run = _Run(question, numbered, started, retrieval, notice, [], {})
     for source in to_read:
-        reading = reader.read(source, question, previous)
+        reading = reader.read(source, question, previous if source.paper_id in cited_before else None)
         run.readings.append(reading)
         run.shown_at[reading.number] = time.perf_counter() - started
         yield reading
