@@ -1,7 +1,7 @@
 """``papercite eval --ablate``: what each step of the answer path is worth, one step off at a time.
 
 Every row answers the same questions through ``rag.ask`` with one step of
-``rag.steps`` switched off (``answer.skip``). Generations go through a
+``rag.answer.steps`` switched off (``answer.skip``). Generations go through a
 :class:`~evals.replay.ReplayLLM`, so a row generates only the prompts no earlier
 row made: switching off a step after generation costs no generation at all, and a
 step before it (the gates, context selection) generates only for the questions it
@@ -21,7 +21,7 @@ from evals.replay import ReplayLLM
 from rag.errors import BadInput
 from rag.services import get_services
 from rag.settings import Settings
-from rag.steps import POST_STEPS, PRE_STEPS
+from rag.answer.steps import POST_STEPS, PRE_STEPS
 
 if TYPE_CHECKING:
     from llama_index.core.llms import LLM

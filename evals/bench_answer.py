@@ -24,7 +24,7 @@ def bench_answers(
     settings: Settings, questions: Sequence[str], echo: Callable[[str], None] = print
 ) -> dict[str, float]:
     """First-token and total seconds over ``questions`` with the model loaded (as the page and eval run)."""
-    from rag.answer import ask
+    from rag.answer.ask import ask
 
     # Load and warm the model on a question not in the list (a repeated one would hit the prompt cache).
     ask("Which of these papers make neural networks cheaper to run?", settings=settings)
@@ -87,7 +87,7 @@ def bench_concurrency(settings: Settings, questions: Sequence[str], askers: int)
     """
     import threading
 
-    from rag.answer import ask
+    from rag.answer.ask import ask
 
     first_tokens: dict[int, float] = {}
     completed: list[int] = []

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from evals.metrics import percentile
-from rag.answer import ask
+from rag.answer.ask import ask
 from rag.services import Services
 from rag.settings import Settings
 from rag.warm import warm

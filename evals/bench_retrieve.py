@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import numpy as np
     from llama_index.core.schema import BaseNode
 
-    from rag.store import Store
+    from rag.store.chroma import Store
 
 __all__ = ["bench_bm25_build", "bench_retrieval", "grow_store", "scale_settings"]
 

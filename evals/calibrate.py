@@ -3,7 +3,7 @@
 A per-paper eval run (``papercite eval ... --out DIR`` with ``PAPERCITE_ANSWER__MODE=per_paper``)
 records every paper's reading (confidence, finding, whether the finding was verified)
 with whether the paper is gold. Which papers are cited is then only a rule over those
-readings (:func:`rag.per_paper.decide`), so every candidate rule is scored here without
+readings (:func:`rag.answer.per_paper.decide`), so every candidate rule is scored here without
 generating again::
 
     python -m evals.calibrate DEV_RUN_1/eval-report.json DEV_RUN_2/eval-report.json
@@ -25,9 +25,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from rag.context import asks_for_several
-from rag.per_paper import decide
-from rag.readings import RESTATED
+from rag.answer.context import asks_for_several
+from rag.answer.per_paper import decide
+from rag.answer.readings import RESTATED
 from rag.settings import ReadingSettings
 from rag.types import PaperReading
 
@@ -38,7 +38,7 @@ _FIELDS = {f for f in PaperReading.__dataclass_fields__}
 
 @dataclass(frozen=True)
 class Candidate:
-    """One decision rule: the reading settings that :func:`rag.per_paper.decide` reads."""
+    """One decision rule: the reading settings that :func:`rag.answer.per_paper.decide` reads."""
 
     accept: float
     lead: float

@@ -27,9 +27,9 @@ from evals.metrics import (
     recall_at_k,
     unsupported_number_sentences,
 )
-from rag.answer import ask
-from rag.collections import DEFAULT
-from rag.llms import models_dir
+from rag.answer.ask import ask
+from rag.store.collections import DEFAULT
+from rag.llm.backends import models_dir
 from rag.retrieve import group_by_paper, retrieve
 from rag.services import get_services
 from rag.settings import Settings
@@ -268,7 +268,7 @@ def _corrections(q: GoldQuestion, answer: Answer, key: Callable[[str, str], str]
 
 
 def _support(answer: Answer, judge: Callable[[str, Sequence[str]], bool]) -> list[dict[str, Any]]:
-    from rag.citations import split_sentences
+    from rag.answer.citations import split_sentences
 
     by_number = {s.number: s for s in answer.sources}
     judged = []

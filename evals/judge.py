@@ -1,4 +1,4 @@
-"""How far the support judge (:mod:`rag.judge`) can be trusted: its agreement with hand labels.
+"""How far the support judge (:mod:`rag.answer.judge`) can be trusted: its agreement with hand labels.
 
 The judge is the embedded Qwen2.5-Coder 1.5B with a fixed yes/no prompt: the same
 weights as the answers, which is a known bias (a model tends to accept its own
@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rag.judge import Judge
-from rag.judge import make_judge as judge_on
+from rag.answer.judge import Judge
+from rag.answer.judge import make_judge as judge_on
 from rag.services import get_services
 from rag.settings import Settings
 

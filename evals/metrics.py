@@ -51,7 +51,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 
-from rag.citations import CITE
+from rag.answer.citations import CITE
 
 __all__ = [
     "answer_sentences",

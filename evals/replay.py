@@ -41,7 +41,7 @@ from llama_index.core.llms import LLM
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
 
-from rag.llms import BackendLLM, ReadingLLMs, reading_llms
+from rag.llm.backends import BackendLLM, ReadingLLMs, reading_llms
 
 __all__ = ["ReplayLLM"]
 
@@ -83,7 +83,7 @@ class ReplayLLM(CustomLLM):
         return LLMMetadata(model_name=self.label, is_chat_model=True)
 
     def for_reading(self, max_tokens: int, top_logprobs: int) -> ReadingLLMs:
-        """The wrapped model set up for readings (:func:`rag.llms.reading_llms`), each copy replayed from this file."""
+        """The wrapped model set up for readings (:func:`rag.llm.backends.reading_llms`), each copy replayed from this file."""
         inner = reading_llms(BackendLLM(self._inner, self.label, "replay", ""), max_tokens, top_logprobs)
 
         def wrap(llm: LLM, setup: str) -> ReplayLLM:

@@ -6,7 +6,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
-from rag.chunks import normalize_title  # papercite reads titles back by the same folding (rag.similar)
+from rag.store.chunks import normalize_title  # papercite reads titles back by the same folding (rag.similar)
 
 __all__ = ["Paper", "Problem", "ReadResult", "normalize_title", "paper_id"]
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ingest.papers import Paper, Problem
 from ingest.readers import read_papers
-from rag.chunks import ChunkRecord, source_of
+from rag.store.chunks import ChunkRecord, source_of
 from rag.embedding import word_pieces
 from rag.services import Services, get_services
 from rag.settings import Settings

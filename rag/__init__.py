@@ -7,7 +7,7 @@ for c in answer.citations:
     print(c.number, c.title)
 """
 
-from rag.answer import ask, ask_stream
+from rag.answer.ask import ask, ask_stream
 from rag.errors import (
     BadInput,
     EmptyQuestion,
@@ -19,7 +19,7 @@ from rag.errors import (
     UnknownCollection,
 )
 from rag.export import export
-from rag.filters import Filters
+from rag.store.filters import Filters
 from rag.retrieve import retrieve
 from rag.settings import Settings
 from rag.similar import similar

@@ -15,10 +15,10 @@ from llama_index.core import QueryBundle
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore
 
-from rag.chunks import ChunkRecord, chunk_id
-from rag.collections import DEFAULT
+from rag.store.chunks import ChunkRecord, chunk_id
+from rag.store.collections import DEFAULT
 from rag.errors import IndexEmpty
-from rag.filters import Filters, check_filters
+from rag.store.filters import Filters, check_filters
 from rag.services import Services, get_services
 from rag.settings import RetrievalSettings, Settings
 from rag.types import Source
@@ -26,7 +26,7 @@ from rag.types import Source
 if TYPE_CHECKING:
     from llama_index.core.base.embeddings.base import BaseEmbedding
 
-    from rag.store import Store
+    from rag.store.chroma import Store
 
 __all__ = [
     "DenseRetriever",

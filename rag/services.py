@@ -28,9 +28,9 @@ if TYPE_CHECKING:
     from llama_index.core.base.embeddings.base import BaseEmbedding
     from llama_index.core.llms import LLM
 
-    from rag.llms import BackendLLM
+    from rag.llm.backends import BackendLLM
     from rag.retrieve import HybridRetriever
-    from rag.store import Store
+    from rag.store.chroma import Store
 
 __all__ = ["Services", "get_services", "reset_services", "shared"]
 
@@ -53,7 +53,7 @@ class Services:
         store, embed_model, llm: parts to use instead of building them (a llama-index LLM,
             e.g. a test's scripted one; it replaces the configured backend).
         """
-        from rag.llms import BackendLLM
+        from rag.llm.backends import BackendLLM
 
         self.settings = settings
         backend = BackendLLM.given(llm) if llm is not None else None
@@ -65,7 +65,7 @@ class Services:
     def store(self) -> Store:
         """The Chroma collection and its BM25 index (one per data directory and collection,
         shared by settings that differ only in retrieval or LLM, e.g. a page's backend menu)."""
-        from rag.store import Store
+        from rag.store.chroma import Store
 
         key = f"{self.settings.data_dir}|{self.settings.store.model_dump_json()}"
         return shared("store", key, lambda: Store(self.settings))
@@ -81,7 +81,7 @@ class Services:
     @cached_property
     def backend(self) -> BackendLLM:
         """The LLM that writes answers (Ollama, embedded or OpenAI-compatible)."""
-        from rag.llms import build_llm
+        from rag.llm.backends import build_llm
 
         # One per LLM setting, whatever the collection: the page asks of several with one model.
         key = self.settings.model_dump_json(exclude={"store"})
@@ -90,7 +90,7 @@ class Services:
     def writable_store(self) -> Store:
         """The store, its collection created first when it does not exist yet (what an ingest writes to)."""
         if "store" not in self.__dict__:
-            from rag.store import Store
+            from rag.store.chroma import Store
 
             Store(self.settings, create=True)  # the shared store below then opens the collection it made
         return self.store
@@ -106,14 +106,14 @@ class Services:
     @cached_property
     def embedded_backend(self) -> BackendLLM:
         """The embedded model, which ``auto`` mode falls back to when Ollama fails mid-answer."""
-        from rag.llms import build_llm
+        from rag.llm.backends import build_llm
 
         settings = self.settings.updated(llm={"backend": "embedded"})
         return shared("llm", settings.model_dump_json(exclude={"store"}), lambda: build_llm(settings))
 
     def retriever(self, where: dict[str, Any] | None = None) -> HybridRetriever:
         """The hybrid (dense + BM25) retriever over this store, with this encoder; ``where`` filters
-        both sides before they rank (a Chroma filter, e.g. ``rag.filters.Filters.where()``)."""
+        both sides before they rank (a Chroma filter, e.g. ``rag.store.filters.Filters.where()``)."""
         from rag.retrieve import HybridRetriever
 
         return HybridRetriever.over(self.store, self.embed_model, self.settings.retrieval, where)

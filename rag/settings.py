@@ -97,7 +97,7 @@ class RetrievalSettings(_Section):
     )
     context_policy: Literal["whole", "sentences"] = Field(
         "whole",
-        description="How much of each shown paper the prompt holds (rag/context.py). whole: whole "
+        description="How much of each shown paper the prompt holds (rag/answer/context.py). whole: whole "
         "abstracts in rank order while context_words last, the rest by their best chunk. sentences: "
         "the sentences most similar to the question, context_words words in all (the best paper "
         "whole when it fits, unless the question asks for several papers).",
@@ -186,7 +186,7 @@ class LLMSettings(_Section):
     native_runtime: bool = Field(
         True,
         description="Load the xllamacpp built for this CPU by `papercite runtime --build` when there is one "
-        "(rag/runtime.py); false: always the portable wheel.",
+        "(rag/llm/runtime.py); false: always the portable wheel.",
     )
     models_dir: Path | None = Field(
         None,
@@ -208,12 +208,12 @@ class LLMSettings(_Section):
 
 
 class AnswerSettings(_Section):
-    """How answers are written and checked (the steps are in ``rag.steps``)."""
+    """How answers are written and checked (the steps are in ``rag.answer.steps``)."""
 
     mode: AnswerMode = Field(
         "per_paper",
         description="per_paper: the model reads each retrieved abstract on its own, says whether it answers "
-        "and what it reports, and its own confidence decides what is cited (rag/per_paper.py; settings under "
+        "and what it reports, and its own confidence decides what is cited (rag/answer/per_paper.py; settings under "
         "reading). one_prompt: every shown abstract in one prompt, one answer, then verification. per_paper "
         "had the higher mean of precision, recall, not-covered abstention and 1 - wrongful abstention over both "
         "dev sets (0.875 against 0.778); on the frozen test sets it scored lower (docs/eval/README.md).",

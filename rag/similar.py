@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from typing import TYPE_CHECKING
 
-from rag.chunks import normalize_title
+from rag.store.chunks import normalize_title
 from rag.errors import BadInput, IndexEmpty
 from rag.retrieve import ScoredChunk, group_by_paper, with_abstracts
 from rag.services import Services, get_services
@@ -18,7 +18,7 @@ from rag.settings import Settings
 from rag.types import Source
 
 if TYPE_CHECKING:
-    from rag.store import Store
+    from rag.store.chroma import Store
 
 __all__ = ["find_paper", "similar"]
 

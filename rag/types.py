@@ -7,7 +7,7 @@ from typing import Literal
 
 __all__ = ["Answer", "Citation", "PaperReading", "Reading", "Sentence", "Source", "Timings", "Turn", "Verdict"]
 
-#: What verification concluded about one answer sentence (see :mod:`rag.verify`).
+#: What verification concluded about one answer sentence (see :mod:`rag.answer.verify`).
 Verdict = Literal["supported", "corrected", "unsupported"]
 
 

@@ -1,7 +1,7 @@
 """``papercite warm``: read every paper of a collection ahead of the first question.
 
 A per-paper reading's prompt starts with the instructions and one abstract; the embedded
-model saves its state after reading that start (:mod:`rag.prefixes`). Warming reads each
+model saves its state after reading that start (:mod:`rag.llm.prefixes`). Warming reads each
 paper's start once, with no question, so that a later question about any of them costs
 only its own tokens. It stops when the disk budget (``llm.prefix_disk_mib``) is full: reading
 more would only push out papers it has just read.
@@ -18,12 +18,12 @@ from llama_index.core.schema import NodeWithScore
 from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
 from rag.errors import BadInput, IndexEmpty
-from rag.llms import chat_once, reading_llms
-from rag.prefixes import PrefixStore
-from rag.readings import prefix_of, warm_messages
+from rag.llm.backends import chat_once, reading_llms
+from rag.llm.prefixes import PrefixStore
+from rag.answer.readings import prefix_of, warm_messages
 from rag.retrieve import group_by_paper, with_abstracts
 from rag.services import Services
-from rag.store import Store
+from rag.store.chroma import Store
 from rag.types import Source
 
 __all__ = ["WarmReport", "collection_sources", "warm"]

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from rag import Answer, EmptyQuestion, IndexEmpty, Reading, Source, ask, ask_stream, retrieve
-from rag.context import best_sentences
+from rag.answer.context import best_sentences
 from rag.errors import BadInput
-from rag.prompt import ABSTAIN_TEXT
+from rag.answer.prompt import ABSTAIN_TEXT
 
 WAVEMIX = "WaveMix: A Resource-efficient Neural Network for Image Analysis"
 QUESTION = "Which architecture mixes image tokens with a 2D wavelet transform, and why?"
@@ -172,7 +172,7 @@ def test_empty_collection_says_how_to_ingest(scripted: Any) -> None:
 
 
 def test_an_abstention_despite_a_close_abstract_is_retried_once(sample_settings: Any, scripted: Any) -> None:
-    from rag.prompt import SYSTEM_PROMPT_ANSWER
+    from rag.answer.prompt import SYSTEM_PROMPT_ANSWER
 
     scripted.enqueue(
         "The collection does not cover this question.", "WaveMix mixes tokens with a 2D wavelet transform [1]."
@@ -197,7 +197,7 @@ def test_a_question_naming_something_the_collection_never_mentions_abstains(
     sample_settings: Any, scripted: Any
 ) -> None:
     from rag.services import get_services
-    from rag.steps import Draft, Parts, name_gate
+    from rag.answer.steps import Draft, Parts, name_gate
 
     answer = ask(
         "What new adaptive optimizer improves on Adam's convergence for transformers?",

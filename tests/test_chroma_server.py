@@ -146,10 +146,10 @@ def test_bm25_follows_papers_another_process_adds(
 ) -> None:
     import json
 
-    import rag.store
+    import rag.store.chroma
     from ingest import ingest_path
 
-    monkeypatch.setattr(rag.store, "_RECOUNT_SECONDS", 0.0)  # recount at once rather than within 5 s
+    monkeypatch.setattr(rag.store.chroma, "_RECOUNT_SECONDS", 0.0)  # recount at once rather than within 5 s
 
     def settings(name: str) -> Settings:  # a collection of its own, so the sample's stays as it is
         base = chroma_server.settings(tmp_path / name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.citations import is_abstention, resolve_markers, split_sentences, tidy_layout
+from rag.answer.citations import is_abstention, resolve_markers, split_sentences, tidy_layout
 from rag.types import Source
 
 SOURCES = [

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from rag import UnknownCollection, retrieve
-from rag.collections import CollectionInfo, delete_collection, list_collections, rename_collection
+from rag.store.collections import CollectionInfo, delete_collection, list_collections, rename_collection
 from rag.errors import BadInput
 from rag.settings import Settings
 from ui.cli import cli

@@ -1,4 +1,4 @@
-"""What the prompt shows per question (rag/context.py), with the real encoder."""
+"""What the prompt shows per question (rag/answer/context.py), with the real encoder."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from rag.citations import split_sentences
-from rag.context import asks_for_several, choose_context
+from rag.answer.citations import split_sentences
+from rag.answer.context import asks_for_several, choose_context
 from rag.types import Source
 
 ABSTRACTS = (

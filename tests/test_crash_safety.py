@@ -16,7 +16,7 @@ from filelock import FileLock
 
 from ingest import ingest_path, sample_corpus
 from ingest.readers import read_papers
-from rag.answer import ask
+from rag.answer.ask import ask
 from rag.errors import StoreBusy
 from rag.retrieve import retrieve
 from rag.services import get_services, reset_services
@@ -175,7 +175,7 @@ def test_check_names_each_problem_and_its_fix(tmp_path: Path) -> None:
 def test_an_ingest_killed_between_the_chroma_write_and_the_bm25_rebuild_is_noticed_and_healed(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
-    from rag.store import Store
+    from rag.store.chroma import Store
 
     settings = Settings()
     path = tmp_path / "papers.jsonl"

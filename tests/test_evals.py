@@ -237,7 +237,7 @@ WAVELET_QUESTION = GoldQuestion(
 
 
 def test_gate_passes_sound_answers_and_fails_a_broken_citation_parser(sample_settings, scripted, monkeypatch) -> None:
-    import rag.steps
+    import rag.answer.steps
     from rag.types import Citation
 
     gate = {"citation_validity": 1.0, "citation_precision": 0.8, "citation_recall": 0.75, "recall@5": 0.9}
@@ -252,10 +252,10 @@ def test_gate_passes_sound_answers_and_fails_a_broken_citation_parser(sample_set
         sources = self.sources
         return tuple(
             Citation(n, sources[n % len(sources)].title, sources[n % len(sources)].paper_id)
-            for n in rag.steps.marker_numbers(self.text)
+            for n in rag.answer.steps.marker_numbers(self.text)
         )
 
-    monkeypatch.setattr(rag.steps.Draft, "citations", off_by_one)
+    monkeypatch.setattr(rag.answer.steps.Draft, "citations", off_by_one)
     scripted.enqueue(reply)
     broken = run_answers([WAVELET_QUESTION], sample_settings, llm=scripted, log=lambda _: None)
     failures = check_gate(broken.summaries["all"], gate)
@@ -360,7 +360,7 @@ def test_replay_keeps_a_readings_log_probabilities(tmp_path: Path, scripted) -> 
     from llama_index.core.base.llms.types import ChatMessage
 
     from evals.replay import ReplayLLM
-    from rag.readings import yes_probability
+    from rag.answer.readings import yes_probability
 
     scripted.enqueue(("YES", 0.8))
     cache = tmp_path / "gen.jsonl"

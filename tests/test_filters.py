@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from rag import Filters, NoMatch, ask, retrieve
-from rag.chunks import author_keys, fold_name, source_of
+from rag.store.chunks import author_keys, fold_name, source_of
 from rag.errors import BadInput
 from rag.services import Services, get_services, reset_services
 from rag.settings import Settings

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from ingest import ingest_path
 from ingest.readers import read_papers
-from rag.answer import ask
+from rag.answer.ask import ask
 from rag.errors import BadInput
 from rag.services import get_services
 from rag.settings import Settings

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from ingest import ingest_path
-from rag.answer import ask
-from rag.prompt import SYSTEM_PROMPT
+from rag.answer.ask import ask
+from rag.answer.prompt import SYSTEM_PROMPT
 from rag.settings import Settings
 
 HOSTILE = {

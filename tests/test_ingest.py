@@ -11,7 +11,7 @@ from ingest import ingest_path
 from rag.errors import BadInput, StoreError
 from rag.services import get_services
 from rag.settings import Settings
-from rag.store import Store
+from rag.store.chroma import Store
 
 PAPERS = [
     {

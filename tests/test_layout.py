@@ -1,4 +1,4 @@
-"""The project's shape: public surfaces and the direction of imports."""
+"""The project's shape: public surfaces, the direction of imports, and no import circle."""
 
 from __future__ import annotations
 
@@ -9,29 +9,111 @@ import ingest
 import rag
 
 ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("rag", "ingest", "ui", "evals")
 
 
-def _imported_top_levels(package: str) -> set[str]:
-    names: set[str] = set()
-    for path in (ROOT / package).rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names.update(alias.name.split(".")[0] for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names.add(node.module.split(".")[0])
-    return names
+def _modules() -> dict[str, Path]:
+    found = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """The project modules ``name`` imports anywhere in its file (in functions and type-checking blocks too)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return {m for m in found if m in modules and m != name}
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    return {name: _imports(name, path, modules) for name, path in modules.items()}
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected group of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for other in graph[node]:
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                top = stack.pop()
+                group.append(top)
+                if top == node:
+                    break
+            if len(group) > 1:
+                circles.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return circles
+
+
+def test_no_module_imports_itself_back() -> None:
+    # Every import counts, in a function or a type-checking block too: a circle is a circle to the reader.
+    assert _circles(_graph()) == []
+
+
+def test_the_rooms_of_rag_import_only_downwards() -> None:
+    # Bottom to top; a module may import its own room and any room below it, never one above.
+    floors = [
+        {"rag.errors", "rag.settings", "rag.types"},
+        {"rag.store", "rag.llm", "rag.embedding"},
+        {"rag.services"},
+        {"rag.retrieve"},
+        {"rag.answer"},
+        {"rag.similar", "rag.warm", "rag.export"},
+        {"rag"},
+    ]
+
+    def floor(module: str) -> int:
+        room = module if module == "rag" else ".".join(module.split(".")[:2])
+        return next(i for i, rooms in enumerate(floors) if room in rooms)
+
+    graph = _graph()
+    upwards = sorted(
+        f"{name} -> {other}"
+        for name, others in graph.items()
+        if name.startswith("rag")
+        for other in others
+        if other.startswith("rag") and floor(other) > floor(name)
+    )
+    assert upwards == []
 
 
 def test_rag_imports_none_of_the_edges() -> None:
-    assert not _imported_top_levels("rag") & {"ingest", "ui", "evals"}
-
-
-def test_ingest_does_not_import_the_ui() -> None:
-    assert not _imported_top_levels("ingest") & {"ui", "evals"}
+    graph = _graph()
+    assert not {o.split(".")[0] for n, os in graph.items() if n.split(".")[0] == "rag" for o in os} & {"ingest", "ui", "evals"}
+    assert not {o.split(".")[0] for n, os in graph.items() if n.split(".")[0] == "ingest" for o in os} & {"ui", "evals"}
 
 
 def test_public_api_is_exactly_what_all_names() -> None:
-    for name in ["ask", "retrieve", "Answer", "Citation", "Source", "Settings"]:
+    for name in ["ask", "ask_stream", "retrieve", "similar", "Answer", "Citation", "Source", "Settings"]:
         assert name in rag.__all__
     for module in (rag, ingest):
         public = {n for n in dir(module) if not n.startswith("_")}
@@ -40,24 +122,16 @@ def test_public_api_is_exactly_what_all_names() -> None:
 
 
 def test_modules_stay_readable() -> None:
-    for path in ROOT.glob("*/*.py"):
-        if path.parts[-2] in {"rag", "ingest", "ui", "evals"}:
-            assert len(path.read_text().splitlines()) < 600, path
+    for name, path in _modules().items():
+        assert len(path.read_text().splitlines()) < 600, name
 
 
-def test_services_are_looked_up_only_by_the_public_entry_points() -> None:
-    # Everything else in rag/ and ingest/ receives its Services (store, encoder, LLM) as an argument.
-    callers = set()
-    for package in ("rag", "ingest"):
+def test_functions_stay_readable() -> None:
+    long = []
+    for package in ("rag", "ingest", "ui"):
         for path in (ROOT / package).rglob("*.py"):
-            for func in ast.walk(ast.parse(path.read_text())):
-                if isinstance(func, ast.FunctionDef):
-                    for node in ast.walk(func):
-                        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "get_services":
-                            callers.add(f"{package}.{path.stem}.{func.name}")
-    assert callers == {
-        "rag.answer.ask_stream",
-        "rag.retrieve.retrieve",
-        "rag.similar.similar",
-        "ingest.pipeline.ingest_papers",
-    }
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno:
+                    if node.end_lineno - node.lineno + 1 > 60:
+                        long.append(f"{path.relative_to(ROOT)}:{node.name}")
+    assert long == []

@@ -45,7 +45,7 @@ def _store_state(settings: Any) -> tuple[int, float]:
     return store.collection.count(), store.bm25_dir.stat().st_mtime
 
 
-# What each fault's message says went wrong (rag.llms._describe: the client's own account,
+# What each fault's message says went wrong (rag.llm.backends._describe: the client's own account,
 # first line only), so that the five faults can be told apart.
 WHY = {
     "down": "Server disconnected without sending a response",

@@ -16,7 +16,7 @@ import pytest
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
 from rag import ask
-from rag.llms import ollama_has_model
+from rag.llm.backends import ollama_has_model
 from rag.services import get_services
 
 try:
@@ -138,7 +138,7 @@ def test_ollama_reads_each_paper_with_its_log_probabilities(sample_settings: Any
 
 
 def test_auto_prefers_ollama_when_it_serves_the_model(sample_settings: Any, ollama_host: str) -> None:
-    from rag.llms import build_llm
+    from rag.llm.backends import build_llm
 
     auto = sample_settings.model_copy(
         update={"llm": sample_settings.llm.model_copy(update={"ollama_host": ollama_host})}

@@ -8,7 +8,7 @@ import pytest
 
 from rag import ask
 from rag.errors import BadInput, LLMUnavailable
-from rag.llms import build_llm
+from rag.llm.backends import build_llm
 from rag.settings import LLMSettings, Settings
 
 
@@ -49,7 +49,7 @@ def test_ollama_requests_set_num_ctx_and_a_long_timeout() -> None:
 
 
 def test_llm_choices_offer_what_can_answer_configured_first() -> None:
-    from rag.llms import llm_choices
+    from rag.llm.backends import llm_choices
     from tests.ollama_standin import OllamaStandIn
 
     dead = "http://127.0.0.1:9"
@@ -76,7 +76,7 @@ def test_fifo_lock_serves_waiters_in_the_order_they_asked() -> None:
     import threading
     import time
 
-    from rag.embedded import FifoLock
+    from rag.llm.embedded import FifoLock
 
     lock, served = FifoLock(), []
     first = lock.ticket()

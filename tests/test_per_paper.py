@@ -14,8 +14,8 @@ import pytest
 from llama_index.core.base.llms.types import ChatMessage, ChatResponse, LogProb, MessageRole
 
 from rag import Answer, PaperReading, Reading, ask, ask_stream
-from rag.per_paper import decide, papers_to_read
-from rag.readings import (
+from rag.answer.per_paper import decide, papers_to_read
+from rag.answer.readings import (
     FIRST_WORD,
     LOGPROBS,
     READING_PROMPT,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from rag.runtime import (
+from rag.llm.runtime import (
     RuntimeManifest,
     best_variant,
     build_plan,
@@ -155,7 +155,7 @@ def test_the_probe_reads_the_runtimes_features_in_a_child(tmp_path: Path) -> Non
 
 
 def _on_cpu(monkeypatch: pytest.MonkeyPatch, flags: frozenset[str], version: str | None) -> None:
-    for module in ("rag.llms", "rag.runtime"):
+    for module in ("rag.llm.backends", "rag.llm.runtime"):
         monkeypatch.setattr(f"{module}.cpu_flags", lambda: flags)
         monkeypatch.setattr(f"{module}.wheel_version", lambda: version)
 
@@ -163,7 +163,7 @@ def _on_cpu(monkeypatch: pytest.MonkeyPatch, flags: frozenset[str], version: str
 def test_the_embedded_backend_loads_a_usable_build_unless_told_not_to(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rag.llms import embedded_runtime
+    from rag.llm.backends import embedded_runtime
     from rag.settings import Settings
 
     directory = _install(tmp_path / "models", "2026.10.11549", ZEN4)
@@ -217,7 +217,7 @@ def test_a_build_that_does_not_load_replaces_nothing(tmp_path: Path) -> None:
 def test_a_build_that_stopped_loading_names_itself_and_the_way_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rag.embedded import _load
+    from rag.llm.embedded import _load
     from rag.errors import LLMUnavailable
 
     directory = _install(tmp_path, "2026.10.11549", ZEN4)

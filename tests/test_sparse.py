@@ -10,7 +10,7 @@ import numpy as np
 from llama_index.core.schema import BaseNode, TextNode
 from llama_index.retrievers.bm25 import BM25Retriever
 
-from rag.sparse import BM25Index, Fetch, SparseRetriever, _node_page
+from rag.store.sparse import BM25Index, Fetch, SparseRetriever, _node_page
 
 WORDS = ["cache", "tensor", "sparse", "expert", "router", "wavelet", "kernel", "graph", "pruning", "quantized"]
 QUESTIONS = ("Which sparse expert router?", "wavelet kernels for graphs", "quantized pruning of a cache", "comets")

@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from rag.types import Source
-from rag.verify import VerifyConfig, evidence_in, verify_sentences
+from rag.answer.verify import VerifyConfig, evidence_in, verify_sentences
 
 CONF = VerifyConfig(move_margin=0.15, min_support=0.3)
 SOURCES = [
@@ -115,7 +115,7 @@ def test_the_prompt_shows_only_papers_close_to_the_best_numbered_first(sample_se
     from dataclasses import replace
 
     from rag.services import get_services
-    from rag.steps import Draft, Parts, select_context
+    from rag.answer.steps import Draft, Parts, select_context
 
     far, best, close = (replace(s, similarity=sim) for s, sim in zip(SOURCES, (0.30, 0.70, 0.62)))
     ranked = [replace(best, number=1), replace(far, number=2), replace(close, number=3)]

@@ -1,4 +1,4 @@
-"""Papers read once and kept (``papercite warm``, :mod:`rag.prefixes`), with the real embedded model.
+"""Papers read once and kept (``papercite warm``, :mod:`rag.llm.prefixes`), with the real embedded model.
 
 The model's own prompt cache in memory is switched off here, so that a question reading
 only its own tokens proves the paper's state came back from disk.
@@ -17,9 +17,9 @@ from ingest import ingest_papers
 from ingest.papers import Paper
 from rag import ask
 from rag.errors import BadInput, IndexEmpty
-from rag.llms import models_dir
-from rag.prefixes import PrefixStore
-from rag.readings import prefix_of
+from rag.llm.backends import models_dir
+from rag.llm.prefixes import PrefixStore
+from rag.answer.readings import prefix_of
 from rag.services import Services
 from rag.settings import Settings
 from rag.warm import collection_sources, warm

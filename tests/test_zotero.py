@@ -116,7 +116,7 @@ def test_papercite_ingest_zotero_reads_the_data_directory_and_changes_nothing_on
 
 
 def test_zotero_collections_become_papercite_collections_on_request(tmp_path: Path, monkeypatch: Any) -> None:
-    from rag.collections import list_collections
+    from rag.store.collections import list_collections
     from ui.cli import cli
 
     monkeypatch.setenv("PAPERCITE_DATA_DIR", str(tmp_path / "data"))

@@ -23,7 +23,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # a private tool rep
 import gradio as gr
 
 from rag.errors import PaperciteError
-from rag.llms import llm_choices
+from rag.llm.backends import llm_choices
 from rag.services import Services, get_services
 from rag.settings import LLMSettings, Settings
 from rag.warm import warm

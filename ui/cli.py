@@ -283,7 +283,7 @@ def stats(collection: str | None) -> None:
 def collections(ctx: click.Context) -> None:
     """List the collections with their papers and chunks; `delete` and `rename` manage them."""
     if ctx.invoked_subcommand is None:
-        from rag.collections import list_collections
+        from rag.store.collections import list_collections
 
         for info in list_collections(_settings()):
             click.echo(f"{info.name}\t{info.papers} papers\t{info.chunks} chunks")
@@ -294,7 +294,7 @@ def collections(ctx: click.Context) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def collections_delete(name: str, yes: bool) -> None:
     """Delete collection NAME: its papers, vectors and BM25 index (the files ingested from are untouched)."""
-    from rag.collections import delete_collection, list_collections
+    from rag.store.collections import delete_collection, list_collections
 
     settings = _settings()
     held = next((c for c in list_collections(settings) if c.name == name), None)
@@ -309,7 +309,7 @@ def collections_delete(name: str, yes: bool) -> None:
 @click.argument("new")
 def collections_rename(old: str, new: str) -> None:
     """Give collection OLD the name NEW."""
-    from rag.collections import rename_collection
+    from rag.store.collections import rename_collection
 
     rename_collection(_settings(), old, new)
     click.echo(f"renamed collection {old!r} to {new!r}")
@@ -366,8 +366,8 @@ def runtime(build: bool) -> None:
     build for it reads prompts about 1.4x faster; papercite keeps using the wheel until the
     build has finished, and loads the build only on a CPU with every flag it was built for.
     """
-    from rag.llms import embedded_runtime, models_dir
-    from rag.runtime import best_variant, build_runtime, cpu_flags, wheel_version, worth_building
+    from rag.llm.backends import embedded_runtime, models_dir
+    from rag.llm.runtime import best_variant, build_runtime, cpu_flags, wheel_version, worth_building
 
     settings = _settings()
     flags, version = cpu_flags(), wheel_version()
@@ -419,7 +419,7 @@ def serve(host: str | None, port: int | None, collection: str | None) -> None:
 def start(host: str | None, port: int | None, collection: str | None) -> None:
     """Ingest the bundled sample if the default collection is empty, then open the chat page."""
     from ingest import ingest_path, sample_corpus
-    from rag.collections import DEFAULT
+    from rag.store.collections import DEFAULT
     from rag.services import get_services
 
     settings = _serve_settings(host, port, collection)

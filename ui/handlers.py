@@ -16,11 +16,11 @@ from typing import Any
 import gradio as gr
 
 from ingest import ingest_path
-from rag.answer import ask, ask_stream, clean_question
-from rag.collections import check_name, collection_names
+from rag.answer.ask import ask, ask_stream, clean_question
+from rag.store.collections import check_name, collection_names
 from rag.errors import BadInput, IndexEmpty, PaperciteError, UnknownCollection
 from rag.export import SUFFIX, export
-from rag.filters import Filters
+from rag.store.filters import Filters
 from rag.services import Services, get_services
 from rag.settings import LLMSettings, Settings
 from rag.similar import similar

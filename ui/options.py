@@ -10,7 +10,7 @@ import click
 from rag.settings import AnswerMode, LLMBackend, Settings
 
 if TYPE_CHECKING:
-    from rag.filters import Filters
+    from rag.store.filters import Filters
 
 __all__ = [
     "LLM_BACKENDS",
@@ -39,7 +39,7 @@ def command_settings(backend: str | None = None, collection: str | None = None, 
     Raises:
         BadInput: a PAPERCITE_ variable holds an invalid value, or the collection name is not a valid one.
     """
-    from rag.collections import check_name
+    from rag.store.collections import check_name
     from rag.settings import load_settings
 
     settings = load_settings()
@@ -84,7 +84,7 @@ def filters_from(since: int | None, until: int | None, author: str | None, sourc
     Raises:
         BadInput: a year is not a year, or ``since`` is after ``until``.
     """
-    from rag.filters import Filters
+    from rag.store.filters import Filters
 
     filters = Filters(since, until, author, source)
     return filters if filters.active else None

@@ -12,8 +12,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from rag.citations import CITE
-from rag.context import question_words, word_stem
+from rag.answer.citations import CITE
+from rag.answer.context import question_words, word_stem
 from rag.types import Answer, PaperReading, Reading, Sentence, Source
 
 __all__ = [

@@ -3,7 +3,7 @@
     retrieve -> gate -> name_gate -> choose papers -> read each (verdict, confidence, finding)
              -> verify each finding against its own abstract -> decide what is cited -> compose
 
-Each retrieved paper close enough to the best one is read alone (:mod:`rag.readings`):
+Each retrieved paper close enough to the best one is read alone (:mod:`rag.answer.readings`):
 a one-token verdict whose log-probabilities give the model's confidence that the
 abstract answers, then, when that confidence is high enough to matter, the finding.
 A finding is checked against its own abstract like any answer sentence; one that is
@@ -26,12 +26,12 @@ from typing import Literal
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
-from rag.citations import resolve_markers, split_sentences
-from rag.context import asks_for_several, best_sentences, continue_numbers
+from rag.answer.citations import resolve_markers, split_sentences
+from rag.answer.context import asks_for_several, best_sentences, continue_numbers
 from rag.errors import BadInput, LLMUnavailable
-from rag.llms import BackendLLM, ReadingLLMs, chat_once, reading_llms
-from rag.prompt import ABSTAIN_TEXT
-from rag.readings import (
+from rag.llm.backends import BackendLLM, ReadingLLMs, chat_once, reading_llms
+from rag.answer.prompt import ABSTAIN_TEXT
+from rag.answer.readings import (
     FIRST_WORD,
     LOGPROBS,
     RESTATED,
@@ -45,7 +45,7 @@ from rag.readings import (
 from rag.services import Services
 from rag.settings import ReadingSettings
 from rag.types import Answer, Citation, PaperReading, Reading, Sentence, Source, Timings, Turn
-from rag.verify import VerifyConfig, verify_sentences
+from rag.answer.verify import VerifyConfig, verify_sentences
 
 __all__ = ["Reader", "answer_from_readings", "decide", "papers_to_read"]
 

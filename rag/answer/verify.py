@@ -24,7 +24,7 @@ papers (title included), with two kinds of evidence:
 
 Verification only reads: it never adds text, and the citations it sets are always
 retrieved sources. No library does this check (llama-index's evaluators ask an LLM,
-which costs seconds per sentence here; that slower check is :mod:`rag.judge`).
+which costs seconds per sentence here; that slower check is :mod:`rag.answer.judge`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from rag.citations import MARKER, marker_numbers, split_sentences
+from rag.answer.citations import MARKER, marker_numbers, split_sentences
 from rag.types import Sentence, Source
 
 __all__ = ["Evidence", "VerifyConfig", "evidence_in", "verify_sentences"]

@@ -76,7 +76,7 @@ def _papercite_name(chroma: str) -> str | None:
 
 def collection_names(settings: Settings) -> list[str]:
     """The names of the collections that exist, ``default`` first (also when it does not exist yet)."""
-    from rag.store import open_client
+    from rag.store.chroma import open_client
 
     client, _ = open_client(settings)
     names = {n for c in client.list_collections() if (n := _papercite_name(c.name)) is not None}
@@ -85,7 +85,7 @@ def collection_names(settings: Settings) -> list[str]:
 
 def list_collections(settings: Settings) -> list[CollectionInfo]:
     """Every collection with its papers and chunks, ``default`` first."""
-    from rag.store import Store
+    from rag.store.chroma import Store
 
     infos = []
     for name in collection_names(settings):
@@ -102,7 +102,7 @@ def delete_collection(settings: Settings, name: str) -> CollectionInfo:
         StoreBusy: an ingest is writing to this data directory.
     """
     from rag.services import reset_services
-    from rag.store import Store
+    from rag.store.chroma import Store
 
     store = Store(_for(settings, name))
     stats = store.stats()
@@ -123,7 +123,7 @@ def rename_collection(settings: Settings, old: str, new: str) -> None:
         StoreBusy: an ingest is writing to this data directory.
     """
     from rag.services import reset_services
-    from rag.store import Store
+    from rag.store.chroma import Store
 
     target = chroma_name(new)
     if (
@@ -151,7 +151,7 @@ def rename_collection(settings: Settings, old: str, new: str) -> None:
 
 
 def _exists(settings: Settings, name: str) -> bool:
-    from rag.store import open_client
+    from rag.store.chroma import open_client
 
     client, _ = open_client(settings)
     return any(c.name == chroma_name(name) for c in client.list_collections())

@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
-from rag.citations import MARKER
-from rag.llms import BackendLLM
+from rag.answer.citations import MARKER
+from rag.llm.backends import BackendLLM
 
 __all__ = ["SYSTEM", "Judge", "make_judge"]
 

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 from llama_index.core.base.llms.types import ChatMessage, ChatResponse, LogProb, MessageRole
 
-from rag.citations import split_sentences
-from rag.prompt import _defang
+from rag.answer.citations import split_sentences
+from rag.answer.prompt import _defang
 from rag.types import Source
-from rag.verify import Embed, VerifyConfig, verify_sentences
+from rag.answer.verify import Embed, VerifyConfig, verify_sentences
 
 __all__ = [
     "FINDING_PREFILL",
@@ -46,7 +46,7 @@ __all__ = [
     "yes_probability",
 ]
 
-#: How :mod:`rag.verify` says a sentence restated the question instead of reporting the abstract.
+#: How :mod:`rag.answer.verify` says a sentence restated the question instead of reporting the abstract.
 RESTATED = "restates the question"
 #: ``Answer.confidence_from`` values.
 LOGPROBS = "log-probabilities"
@@ -156,7 +156,7 @@ def yes_probability(logprobs: Sequence[Sequence[LogProb]] | None) -> float | Non
 
 def check_finding(finding: str, source: Source, question: str, embed: Embed, conf: VerifyConfig) -> tuple[bool, str]:
     """Whether ``finding`` is supported by its own abstract (numbers and rare terms literally, meaning as
-    :mod:`rag.verify` checks any sentence), and the reason when it is not."""
+    :mod:`rag.answer.verify` checks any sentence), and the reason when it is not."""
     if not finding:
         return False, "the model stated no finding"
     checked = verify_sentences(f"{finding} [{source.number}]", [source], embed, conf, question)

@@ -4,7 +4,7 @@ The xllamacpp wheel on PyPI is compiled for AVX2 at most, as one static library,
 on PyPI ships llama.cpp with run-time CPU dispatch. On a CPU with AVX-512 a build for that CPU
 reads prompts about 1.4x faster (docs/benchmarks.md), so ``papercite runtime --build`` builds
 xllamacpp from its sdist once into ``<models_dir>/runtime/xllamacpp-<version>`` (beside the
-model files) while papercite goes on with the wheel, and :func:`rag.llms.embedded_runtime`
+model files) while papercite goes on with the wheel, and :func:`rag.llm.backends.embedded_runtime`
 loads that build on later starts.
 
 The built runtime is used only when its manifest says it is the same xllamacpp version as the

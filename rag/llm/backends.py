@@ -16,7 +16,7 @@ from llama_index.core.base.llms.types import ChatMessage, ChatResponse
 from llama_index.core.llms import LLM
 
 from rag.errors import BadInput, LLMUnavailable, PaperciteError
-from rag.runtime import Choice, choose_runtime, cpu_flags, wheel_version
+from rag.llm.runtime import Choice, choose_runtime, cpu_flags, wheel_version
 from rag.settings import LLMSettings, Settings
 
 __all__ = [
@@ -73,7 +73,7 @@ def llm_choices(settings: Settings) -> dict[str, LLMSettings]:
     """
     import importlib.util
 
-    from rag.embedded import EMBEDDED_MODELS
+    from rag.llm.embedded import EMBEDDED_MODELS
 
     conf = settings.llm
     choices: dict[str, LLMSettings] = {}
@@ -142,7 +142,7 @@ def build_llm(settings: Settings) -> BackendLLM:
 
 
 def _ollama(settings: Settings) -> BackendLLM:
-    from rag.ollama import LogprobOllama
+    from rag.llm.ollama import LogprobOllama
 
     conf = settings.llm
     host = conf.resolved_ollama_host()
@@ -159,7 +159,7 @@ def _ollama(settings: Settings) -> BackendLLM:
 
 
 def _embedded(settings: Settings) -> BackendLLM:
-    from rag.embedded import EMBEDDED_MODELS, EmbeddedLLM, default_threads, ensure_gguf
+    from rag.llm.embedded import EMBEDDED_MODELS, EmbeddedLLM, default_threads, ensure_gguf
 
     conf = settings.llm
     name = conf.embedded_model
@@ -197,7 +197,7 @@ def embedded_runtime(settings: Settings) -> Choice:
 
 
 def prefixes_dir(settings: Settings, model: Path) -> Path:
-    """Where the embedded ``model`` keeps the saved states of papers it has read (:mod:`rag.prefixes`)."""
+    """Where the embedded ``model`` keeps the saved states of papers it has read (:mod:`rag.llm.prefixes`)."""
     return settings.data_dir / "prefixes" / model.stem
 
 
@@ -232,14 +232,14 @@ def _openai(settings: Settings) -> BackendLLM:
 
 @dataclass(frozen=True)
 class ReadingLLMs:
-    """The backend's model set up for the two calls of a per-paper reading (:mod:`rag.readings`).
+    """The backend's model set up for the two calls of a per-paper reading (:mod:`rag.answer.readings`).
 
     Attributes:
         verdict: writes one token and returns its log-probabilities when the backend can
             (a caller's own LLM is asked as it is: then its reply's first word is the verdict).
         finding: writes up to the reading's token budget.
         keeps_prefixes: ``verdict.chat(..., prefix=...)`` saves and restores the state of a paper's
-            read prefix on disk (the embedded model, :mod:`rag.prefixes`).
+            read prefix on disk (the embedded model, :mod:`rag.llm.prefixes`).
     """
 
     verdict: LLM
@@ -252,8 +252,8 @@ def reading_llms(backend: BackendLLM, max_tokens: int, top_logprobs: int) -> Rea
     log-probabilities, and a finding of up to ``max_tokens`` (the same loaded model, not another)."""
     from llama_index.llms.openai_like import OpenAILike
 
-    from rag.embedded import EmbeddedLLM
-    from rag.ollama import LogprobOllama
+    from rag.llm.embedded import EmbeddedLLM
+    from rag.llm.ollama import LogprobOllama
 
     llm = backend.llm
     if (set_up := getattr(llm, "for_reading", None)) is not None:  # an LLM that wraps another (the evals' replay)

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rag.chunks import ChunkRecord
+from rag.store.chunks import ChunkRecord
 
 if TYPE_CHECKING:
-    from rag.store import Store
+    from rag.store.chroma import Store
 
 __all__ = ["StoreCheck", "check_store"]
 

@@ -2,13 +2,13 @@
 
 A filter becomes one Chroma ``where`` (:meth:`Filters.where`) that both retrievers apply
 before they rank: Chroma before its nearest-neighbour search, BM25 before it picks its
-top hits (:meth:`rag.store.Store.passing`). So the top k are k papers that pass, never
+top hits (:meth:`rag.store.chroma.Store.passing`). So the top k are k papers that pass, never
 fewer because the filter ran afterwards. A filter no paper passes raises
 :class:`rag.errors.NoMatch`: papercite never falls back to the unfiltered collection.
 
 Matching: years are inclusive and papers without a year fail any year filter (the
 notice says how many); an author matches any of a paper's authors by whole name or
-family name, whatever the case and accents (:func:`rag.chunks.author_keys`); a source
+family name, whatever the case and accents (:func:`rag.store.chunks.author_keys`); a source
 is the name of the file a paper was read from (``my-library.bib``, ``zotero.sqlite``).
 """
 
@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
-from rag.chunks import AUTHOR_KEY, fold_name
+from rag.store.chunks import AUTHOR_KEY, fold_name
 from rag.errors import BadInput, NoMatch
 
 if TYPE_CHECKING:
-    from rag.store import Store
+    from rag.store.chroma import Store
 
 __all__ = ["Filters", "check_filters"]
 

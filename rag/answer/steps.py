@@ -3,8 +3,8 @@
     retrieve -> gate -> select_context -> generate (-> retry) -> resolve_markers -> tidy -> verify -> judge
     -> decide -> compose
 
-``rag.answer.ask_stream`` runs them in that order on one :class:`Draft`. Retrieval
-and generation live in ``rag.retrieve`` and ``rag.answer`` (generation streams); the
+``rag.answer.ask.ask_stream`` runs them in that order on one :class:`Draft`. Retrieval
+and generation live in ``rag.retrieve`` and ``rag.answer.ask`` (generation streams); the
 other steps are here. Every step can be switched off by name
 (``PAPERCITE_ANSWER__SKIP='["gate"]'``) except ``resolve_markers`` and ``compose``,
 without which a citation could name an unretrieved paper or an answer cite nothing.
@@ -20,18 +20,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from rag.citations import MARKER, is_abstention, marker_numbers, resolve_markers, split_sentences, tidy_layout
-from rag.context import choose_context
-from rag.judge import Judge
-from rag.prompt import ABSTAIN_TEXT
+from rag.answer.citations import MARKER, is_abstention, marker_numbers, resolve_markers, split_sentences, tidy_layout
+from rag.answer.context import choose_context
+from rag.answer.judge import Judge
+from rag.answer.prompt import ABSTAIN_TEXT
 from rag.settings import Settings
 from rag.types import Citation, Sentence, Source, Turn
-from rag.verify import VerifyConfig, verify_sentences
+from rag.answer.verify import VerifyConfig, verify_sentences
 
 if TYPE_CHECKING:
     from llama_index.core.base.embeddings.base import BaseEmbedding
 
-    from rag.store import Store
+    from rag.store.chroma import Store
 
 __all__ = ["POST_STEPS", "PRE_STEPS", "STEP_NAMES", "Draft", "Parts", "Step", "run_steps", "says_not_covered"]
 
@@ -174,7 +174,7 @@ def _mixed(word: str) -> bool:
 
 
 def select_context(draft: Draft, parts: Parts) -> Draft:
-    """The papers and text the prompt shows, chosen for this question (``rag.context``)."""
+    """The papers and text the prompt shows, chosen for this question (``rag.answer.context``)."""
     sources, context = choose_context(draft.question, draft.sources, parts.embed_model, parts.settings.retrieval)
     return replace(draft, sources=sources, context=context)
 
@@ -211,7 +211,7 @@ def tidy(draft: Draft, parts: Parts) -> Draft:
 
 
 def verify(draft: Draft, parts: Parts) -> Draft:
-    """Check every sentence against the abstract it cites; move or reject citations (``rag.verify``)."""
+    """Check every sentence against the abstract it cites; move or reject citations (``rag.answer.verify``)."""
     conf = parts.settings.answer
     # Checked against the papers the model was shown: it can have read nothing else.
     sentences = verify_sentences(
@@ -311,7 +311,7 @@ POST_STEPS: tuple[Step, ...] = (
     Step("decide", decide),
     Step("compose", compose, required=True),
 )
-#: Every step's name, in the order they run; ``generate`` and ``retry`` live in ``rag.answer``.
+#: Every step's name, in the order they run; ``generate`` and ``retry`` live in ``rag.answer.ask``.
 STEP_NAMES = ("retrieve", *(s.name for s in PRE_STEPS), "generate", "retry", *(s.name for s in POST_STEPS))
 
 

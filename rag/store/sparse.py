@@ -48,11 +48,11 @@ from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
-from rag.chunks import ChunkRecord
+from rag.store.chunks import ChunkRecord
 
 __all__ = ["BM25Index", "Fetch", "SparseRetriever", "build_bm25"]
 
-#: Reads stored chunks by id (ids not stored are left out), e.g. :meth:`rag.store.Store.nodes`.
+#: Reads stored chunks by id (ids not stored are left out), e.g. :meth:`rag.store.chroma.Store.nodes`.
 Fetch = Callable[[Sequence[str]], Mapping[str, BaseNode]]
 
 # llama-index's BM25Retriever defaults, which the stored indexes were built with.

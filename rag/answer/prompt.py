@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
-from rag.citations import MARKER
+from rag.answer.citations import MARKER
 from rag.types import Source, Turn
 
 __all__ = ["ABSTAIN_TEXT", "SYSTEM_PROMPT", "SYSTEM_PROMPT_ANSWER", "build_messages", "format_sources"]

@@ -1,7 +1,7 @@
 """Papers read before, kept on disk: the embedded model's state after reading a paper's prefix.
 
 A per-paper reading's prompt starts with the fixed instructions and one abstract, the
-same for every question about that paper (:mod:`rag.readings`). After llama.cpp has read
+same for every question about that paper (:mod:`rag.answer.readings`). After llama.cpp has read
 that prefix once, its state (the KV cache of those tokens) is saved to a file here
 (llama.cpp's slot save, a few ms); before the paper is read again, in this process or
 any later one, the file is restored (a few ms) and only the question's tokens are

@@ -43,7 +43,7 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.custom import CustomLLM
 
 from rag.errors import LLMUnavailable
-from rag.prefixes import PrefixStore
+from rag.llm.prefixes import PrefixStore
 
 __all__ = ["EMBEDDED_MODELS", "EmbeddedLLM", "FifoLock", "GGUFSpec", "ensure_gguf"]
 
@@ -180,7 +180,7 @@ class _LoadedModel:
     def __init__(
         self, path: Path, n_ctx: int, threads: int, runtime: Path | None, cache_mib: int, slots: Path | None
     ) -> None:
-        from rag.runtime import load_xllamacpp
+        from rag.llm.runtime import load_xllamacpp
 
         xllamacpp = load_xllamacpp(runtime)
         params = xllamacpp.CommonParams()
@@ -197,7 +197,7 @@ class _LoadedModel:
         # And keeps earlier prompts in host memory up to this budget, the least recently used
         # dropped first: a paper read once (per_paper mode) is not read again for a later question.
         params.cache_ram_mib = cache_mib
-        if slots is not None:  # where saved states of read papers go (rag.prefixes); llama.cpp appends the name
+        if slots is not None:  # where saved states of read papers go (rag.llm.prefixes); llama.cpp appends the name
             slots.mkdir(parents=True, exist_ok=True)
             params.slot_save_path = f"{slots}{os.sep}"
         # xllamacpp also serves the model over HTTP on a loopback port (OpenAI-compatible).
@@ -214,7 +214,7 @@ def _load(
 ) -> _LoadedModel:
     """The loaded model for this file, context size, thread count and prompt cache (loaded once per process).
 
-    ``runtime`` is an xllamacpp built for this CPU (:mod:`rag.runtime`), or None for the wheel.
+    ``runtime`` is an xllamacpp built for this CPU (:mod:`rag.llm.runtime`), or None for the wheel.
     """
     from rag.services import shared
 
@@ -257,7 +257,7 @@ class EmbeddedLLM(CustomLLM):
     runtime: str | None = Field(None, description="Directory of an xllamacpp built for this CPU; None: the wheel.")
     prompt_cache_mib: int = Field(4096, ge=0, description="Host memory for earlier prompts' KV cache, in MiB.")
     top_logprobs: int = Field(0, ge=0, description="Alternatives per generated token to return with log-probabilities.")
-    prefix_dir: str | None = Field(None, description="Where states of read prompt prefixes are saved (rag.prefixes).")
+    prefix_dir: str | None = Field(None, description="Where states of read prompt prefixes are saved (rag.llm.prefixes).")
     prefix_budget_mib: int = Field(4096, ge=0, description="Disk the saved prefix states may take, in MiB.")
 
     _model: _LoadedModel = PrivateAttr()
@@ -316,7 +316,7 @@ class EmbeddedLLM(CustomLLM):
 
     @property
     def keeps_prefixes(self) -> bool:
-        """True when ``chat(..., prefix=...)`` saves and restores read prefixes on disk (:mod:`rag.prefixes`)."""
+        """True when ``chat(..., prefix=...)`` saves and restores read prefixes on disk (:mod:`rag.llm.prefixes`)."""
         return self._prefixes is not None
 
     @property
@@ -330,7 +330,7 @@ class EmbeddedLLM(CustomLLM):
 
         ``prefix`` (keyword): the text of the messages' reusable start (a paper's reading prefix).
         Its saved state is restored first when there is one, and saved after the reply when
-        there is not, so a paper is read once across questions and processes (:mod:`rag.prefixes`).
+        there is not, so a paper is read once across questions and processes (:mod:`rag.llm.prefixes`).
         """
         prefix = kwargs.pop("prefix", None)
         store = self._prefixes if prefix else None

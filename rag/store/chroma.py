@@ -1,9 +1,9 @@
 """The store: a Chroma collection of embedded chunks, with the BM25 index beside it.
 
 Each chunk is a llama-index ``TextNode`` whose id is ``<paper_id>#<chunk_index>`` and
-whose metadata is a :class:`rag.chunks.ChunkRecord`. This module is the Chroma side;
-the BM25 side is :class:`rag.sparse.BM25Index` and the consistency check is
-:func:`rag.check.check_store`.
+whose metadata is a :class:`rag.store.chunks.ChunkRecord`. This module is the Chroma side;
+the BM25 side is :class:`rag.store.sparse.BM25Index` and the consistency check is
+:func:`rag.store.check.check_store`.
 
 The BM25 index is also rebuilt when it is missing, marked stale, or holds another
 number of chunks than Chroma: with a Chroma server, other papercite processes (each
@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag.chunks import ChunkRecord
-from rag.collections import DEFAULT, chroma_name, unknown
+from rag.store.chunks import ChunkRecord
+from rag.store.collections import DEFAULT, chroma_name, unknown
 from rag.errors import PaperciteError, StoreBusy, StoreError
 from rag.settings import Settings
-from rag.sparse import BM25Index
+from rag.store.sparse import BM25Index
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -34,14 +34,14 @@ if TYPE_CHECKING:
     from llama_index.core.schema import TextNode
     from llama_index.vector_stores.chroma import ChromaVectorStore
 
-    from rag.check import StoreCheck
-    from rag.sparse import SparseRetriever
+    from rag.store.check import StoreCheck
+    from rag.store.sparse import SparseRetriever
 
 __all__ = ["PaperState", "Store", "StoreStats", "open_client"]
 
 _PAGE = 2000  # rows per Chroma get(); keeps memory flat on large stores
 _RECOUNT_SECONDS = 5.0  # how stale bm25()'s view of Chroma's chunk count may be
-# Collection metadata: every chunk carries the fields filters match on (rag.chunks.ChunkRecord.filter_metadata),
+# Collection metadata: every chunk carries the fields filters match on (rag.store.chunks.ChunkRecord.filter_metadata),
 # and the names of the files its papers came from.
 _FILTER_FIELDS, _SOURCES = "papercite_filter_fields", "papercite_sources"
 _MASKS = 8  # BM25 masks of recent filters kept per loaded index
@@ -379,7 +379,7 @@ class Store:
             return self.sparse.current(chunks, self.chunk_pages, clear_mark=not self.ingest_running())
 
     def verify(self, configured_model: str) -> StoreCheck:
-        """Check this store against itself and ``configured_model`` (see :func:`rag.check.check_store`)."""
-        from rag.check import check_store
+        """Check this store against itself and ``configured_model`` (see :func:`rag.store.check.check_store`)."""
+        from rag.store.check import check_store
 
         return check_store(self, configured_model)

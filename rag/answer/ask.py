@@ -9,16 +9,16 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from rag.context import best_sentences, continue_numbers
+from rag.answer.context import best_sentences, continue_numbers
 from rag.errors import BadInput, EmptyQuestion, LLMUnavailable
-from rag.filters import Filters
-from rag.llms import BackendLLM, stream_chat
-from rag.per_paper import answer_from_readings
-from rag.prompt import ABSTAIN_TEXT, build_messages
+from rag.store.filters import Filters
+from rag.llm.backends import BackendLLM, stream_chat
+from rag.answer.per_paper import answer_from_readings
+from rag.answer.prompt import ABSTAIN_TEXT, build_messages
 from rag.retrieve import retrieve_timed
 from rag.services import Services, get_services
 from rag.settings import Settings
-from rag.steps import POST_STEPS, PRE_STEPS, Draft, Parts, run_steps, says_not_covered
+from rag.answer.steps import POST_STEPS, PRE_STEPS, Draft, Parts, run_steps, says_not_covered
 from rag.types import Answer, PaperReading, Reading, Source, Timings, Turn
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ def ask_stream(
       removed, uncited sentences attributed), so a page should replace what it
       streamed with it.
 
-    With ``answer.mode = per_paper`` (:mod:`rag.per_paper`): the ``Reading`` (the papers
+    With ``answer.mode = per_paper`` (:mod:`rag.answer.per_paper`): the ``Reading`` (the papers
     about to be read, one at a time), then one ``PaperReading`` as each paper's reading
     ends (its verdict, confidence and verified finding), then the ``Answer``. No ``str``
     pieces: a page shows each finding as it comes.
@@ -144,7 +144,7 @@ def ask_stream(
     yield Reading(text, tuple(draft.context), tuple(best_sentences(text, draft.context)))
 
     if settings.answer.judge:
-        from rag.judge import make_judge
+        from rag.answer.judge import make_judge
 
         parts.judge = make_judge(backend)
     attempt = _Attempt(started, backend, may_fall_back=may_fall_back)
@@ -171,7 +171,7 @@ def _should_retry(raw: str, sources: list[Source], settings: Settings) -> bool:
 
 def _answer(draft: Draft, timings: Timings, attempt: _Attempt | None = None, *, notice: str = "") -> Answer:
     """The answer ``draft`` became; ``attempt`` is the generation, None when no model was asked;
-    ``notice`` is what the filter left out (see :func:`rag.filters.check_filters`)."""
+    ``notice`` is what the filter left out (see :func:`rag.store.filters.check_filters`)."""
     return Answer(
         question=draft.question,
         text=draft.text,

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from rag.citations import split_sentences
+from rag.answer.citations import split_sentences
 from rag.types import Source, Turn
 
 if TYPE_CHECKING:
