@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 from evals.gold import GoldQuestion
 from evals.harness import run_answers, summarize
 from evals.replay import ReplayLLM
+from rag.answer.steps import POST_STEPS, PRE_STEPS
 from rag.errors import BadInput
 from rag.services import get_services
 from rag.settings import Settings
-from rag.answer.steps import POST_STEPS, PRE_STEPS
 
 if TYPE_CHECKING:
     from llama_index.core.llms import LLM

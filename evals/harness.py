@@ -28,11 +28,11 @@ from evals.metrics import (
     unsupported_number_sentences,
 )
 from rag.answer.ask import ask
-from rag.store.collections import DEFAULT
 from rag.llm.backends import models_dir
 from rag.retrieve import group_by_paper, retrieve
 from rag.services import get_services
 from rag.settings import Settings
+from rag.store.collections import DEFAULT
 from rag.types import Answer
 
 if TYPE_CHECKING:

@@ -83,7 +83,7 @@ class ReplayLLM(CustomLLM):
         return LLMMetadata(model_name=self.label, is_chat_model=True)
 
     def for_reading(self, max_tokens: int, top_logprobs: int) -> ReadingLLMs:
-        """The wrapped model set up for readings (:func:`rag.llm.backends.reading_llms`), each copy replayed from this file."""
+        """The wrapped model set up for readings (:func:`rag.llm.backends.reading_llms`), each copy replayed."""
         inner = reading_llms(BackendLLM(self._inner, self.label, "replay", ""), max_tokens, top_logprobs)
 
         def wrap(llm: LLM, setup: str) -> ReplayLLM:

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 
 from ingest.papers import Paper, Problem
 from ingest.readers import read_papers
-from rag.store.chunks import ChunkRecord, source_of
 from rag.embedding import word_pieces
 from rag.services import Services, get_services
 from rag.settings import Settings
+from rag.store.chunks import ChunkRecord, source_of
 
 if TYPE_CHECKING:
     from concurrent.futures import Future

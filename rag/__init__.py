@@ -19,10 +19,10 @@ from rag.errors import (
     UnknownCollection,
 )
 from rag.export import export
-from rag.store.filters import Filters
 from rag.retrieve import retrieve
 from rag.settings import Settings
 from rag.similar import similar
+from rag.store.filters import Filters
 from rag.types import Answer, Citation, PaperReading, Reading, Source, Timings
 
 __all__ = [

@@ -15,12 +15,12 @@ from llama_index.core import QueryBundle
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore
 
-from rag.store.chunks import ChunkRecord, chunk_id
-from rag.store.collections import DEFAULT
 from rag.errors import IndexEmpty
-from rag.store.filters import Filters, check_filters
 from rag.services import Services, get_services
 from rag.settings import RetrievalSettings, Settings
+from rag.store.chunks import ChunkRecord, chunk_id
+from rag.store.collections import DEFAULT
+from rag.store.filters import Filters, check_filters
 from rag.types import Source
 
 if TYPE_CHECKING:

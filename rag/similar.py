@@ -10,11 +10,11 @@ from __future__ import annotations
 import difflib
 from typing import TYPE_CHECKING
 
-from rag.store.chunks import normalize_title
 from rag.errors import BadInput, IndexEmpty
 from rag.retrieve import ScoredChunk, group_by_paper, with_abstracts
 from rag.services import Services, get_services
 from rag.settings import Settings
+from rag.store.chunks import normalize_title
 from rag.types import Source
 
 if TYPE_CHECKING:

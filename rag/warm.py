@@ -17,10 +17,10 @@ from threading import Event
 from llama_index.core.schema import NodeWithScore
 from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
+from rag.answer.readings import prefix_of, warm_messages
 from rag.errors import BadInput, IndexEmpty
 from rag.llm.backends import chat_once, reading_llms
 from rag.llm.prefixes import PrefixStore
-from rag.answer.readings import prefix_of, warm_messages
 from rag.retrieve import group_by_paper, with_abstracts
 from rag.services import Services
 from rag.store.chroma import Store

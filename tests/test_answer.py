@@ -8,8 +8,8 @@ import pytest
 
 from rag import Answer, EmptyQuestion, IndexEmpty, Reading, Source, ask, ask_stream, retrieve
 from rag.answer.context import best_sentences
-from rag.errors import BadInput
 from rag.answer.prompt import ABSTAIN_TEXT
+from rag.errors import BadInput
 
 WAVEMIX = "WaveMix: A Resource-efficient Neural Network for Image Analysis"
 QUESTION = "Which architecture mixes image tokens with a 2D wavelet transform, and why?"
@@ -196,8 +196,8 @@ def test_an_abstention_despite_a_close_abstract_is_retried_once(sample_settings:
 def test_a_question_naming_something_the_collection_never_mentions_abstains(
     sample_settings: Any, scripted: Any
 ) -> None:
-    from rag.services import get_services
     from rag.answer.steps import Draft, Parts, name_gate
+    from rag.services import get_services
 
     answer = ask(
         "What new adaptive optimizer improves on Adam's convergence for transformers?",

@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from rag import UnknownCollection, retrieve
-from rag.store.collections import CollectionInfo, delete_collection, list_collections, rename_collection
 from rag.errors import BadInput
 from rag.settings import Settings
+from rag.store.collections import CollectionInfo, delete_collection, list_collections, rename_collection
 from ui.cli import cli
 
 THESIS = [

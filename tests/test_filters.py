@@ -14,10 +14,10 @@ import pytest
 from click.testing import CliRunner
 
 from rag import Filters, NoMatch, ask, retrieve
-from rag.store.chunks import author_keys, fold_name, source_of
 from rag.errors import BadInput
 from rag.services import Services, get_services, reset_services
 from rag.settings import Settings
+from rag.store.chunks import author_keys, fold_name, source_of
 from ui.cli import cli
 
 # Eight papers on attention from 2018 and four on other things from 2023-2024, so a question on

@@ -31,7 +31,9 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             found.add(base)
             found.update(f"{base}.{alias.name}" for alias in node.names)
     return {m for m in found if m in modules and m != name}
@@ -108,7 +110,11 @@ def test_the_rooms_of_rag_import_only_downwards() -> None:
 
 def test_rag_imports_none_of_the_edges() -> None:
     graph = _graph()
-    assert not {o.split(".")[0] for n, os in graph.items() if n.split(".")[0] == "rag" for o in os} & {"ingest", "ui", "evals"}
+    assert not {o.split(".")[0] for n, os in graph.items() if n.split(".")[0] == "rag" for o in os} & {
+        "ingest",
+        "ui",
+        "evals",
+    }
     assert not {o.split(".")[0] for n, os in graph.items() if n.split(".")[0] == "ingest" for o in os} & {"ui", "evals"}
 
 
@@ -131,7 +137,7 @@ def test_functions_stay_readable() -> None:
     for package in ("rag", "ingest", "ui"):
         for path in (ROOT / package).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text())):
-                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno:
-                    if node.end_lineno - node.lineno + 1 > 60:
-                        long.append(f"{path.relative_to(ROOT)}:{node.name}")
+                is_function = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                if is_function and node.end_lineno and node.end_lineno - node.lineno + 1 > 60:
+                    long.append(f"{path.relative_to(ROOT)}:{node.name}")
     assert long == []

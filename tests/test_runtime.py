@@ -217,8 +217,8 @@ def test_a_build_that_does_not_load_replaces_nothing(tmp_path: Path) -> None:
 def test_a_build_that_stopped_loading_names_itself_and_the_way_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rag.llm.embedded import _load
     from rag.errors import LLMUnavailable
+    from rag.llm.embedded import _load
 
     directory = _install(tmp_path, "2026.10.11549", ZEN4)
     (directory / "xllamacpp" / "__init__.py").write_text("raise ImportError('undefined symbol: ggml_init')\n")

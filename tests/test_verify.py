@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from rag.types import Source
 from rag.answer.verify import VerifyConfig, evidence_in, verify_sentences
+from rag.types import Source
 
 CONF = VerifyConfig(move_margin=0.15, min_support=0.3)
 SOURCES = [
@@ -114,8 +114,8 @@ def test_a_sentence_that_restates_the_question_instead_of_the_abstract_is_unsupp
 def test_the_prompt_shows_only_papers_close_to_the_best_numbered_first(sample_settings: Any) -> None:
     from dataclasses import replace
 
-    from rag.services import get_services
     from rag.answer.steps import Draft, Parts, select_context
+    from rag.services import get_services
 
     far, best, close = (replace(s, similarity=sim) for s, sim in zip(SOURCES, (0.30, 0.70, 0.62)))
     ranked = [replace(best, number=1), replace(far, number=2), replace(close, number=3)]

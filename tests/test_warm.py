@@ -16,10 +16,10 @@ from click.testing import CliRunner
 from ingest import ingest_papers
 from ingest.papers import Paper
 from rag import ask
+from rag.answer.readings import prefix_of
 from rag.errors import BadInput, IndexEmpty
 from rag.llm.backends import models_dir
 from rag.llm.prefixes import PrefixStore
-from rag.answer.readings import prefix_of
 from rag.services import Services
 from rag.settings import Settings
 from rag.warm import collection_sources, warm

@@ -419,8 +419,8 @@ def serve(host: str | None, port: int | None, collection: str | None) -> None:
 def start(host: str | None, port: int | None, collection: str | None) -> None:
     """Ingest the bundled sample if the default collection is empty, then open the chat page."""
     from ingest import ingest_path, sample_corpus
-    from rag.store.collections import DEFAULT
     from rag.services import get_services
+    from rag.store.collections import DEFAULT
 
     settings = _serve_settings(host, port, collection)
     store = get_services(settings).store  # an unknown collection fails here; default is made when missing

@@ -17,13 +17,13 @@ import gradio as gr
 
 from ingest import ingest_path
 from rag.answer.ask import ask, ask_stream, clean_question
-from rag.store.collections import check_name, collection_names
 from rag.errors import BadInput, IndexEmpty, PaperciteError, UnknownCollection
 from rag.export import SUFFIX, export
-from rag.store.filters import Filters
 from rag.services import Services, get_services
 from rag.settings import LLMSettings, Settings
 from rag.similar import similar
+from rag.store.collections import check_name, collection_names
+from rag.store.filters import Filters
 from rag.types import Answer, PaperReading, Reading
 from ui.render import (
     answer_markdown,

@@ -39,8 +39,8 @@ def command_settings(backend: str | None = None, collection: str | None = None, 
     Raises:
         BadInput: a PAPERCITE_ variable holds an invalid value, or the collection name is not a valid one.
     """
-    from rag.store.collections import check_name
     from rag.settings import load_settings
+    from rag.store.collections import check_name
 
     settings = load_settings()
     if backend:

@@ -10,15 +10,15 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from rag.answer.context import best_sentences, continue_numbers
-from rag.errors import BadInput, EmptyQuestion, LLMUnavailable
-from rag.store.filters import Filters
-from rag.llm.backends import BackendLLM, stream_chat
 from rag.answer.per_paper import answer_from_readings
 from rag.answer.prompt import ABSTAIN_TEXT, build_messages
+from rag.answer.steps import POST_STEPS, PRE_STEPS, Draft, Parts, run_steps, says_not_covered
+from rag.errors import BadInput, EmptyQuestion, LLMUnavailable
+from rag.llm.backends import BackendLLM, stream_chat
 from rag.retrieve import retrieve_timed
 from rag.services import Services, get_services
 from rag.settings import Settings
-from rag.answer.steps import POST_STEPS, PRE_STEPS, Draft, Parts, run_steps, says_not_covered
+from rag.store.filters import Filters
 from rag.types import Answer, PaperReading, Reading, Source, Timings, Turn
 
 if TYPE_CHECKING:

@@ -28,8 +28,6 @@ from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
 from rag.answer.citations import resolve_markers, split_sentences
 from rag.answer.context import asks_for_several, best_sentences, continue_numbers
-from rag.errors import BadInput, LLMUnavailable
-from rag.llm.backends import BackendLLM, ReadingLLMs, chat_once, reading_llms
 from rag.answer.prompt import ABSTAIN_TEXT
 from rag.answer.readings import (
     FIRST_WORD,
@@ -42,10 +40,12 @@ from rag.answer.readings import (
     prefix_of,
     reading_messages,
 )
+from rag.answer.verify import VerifyConfig, verify_sentences
+from rag.errors import BadInput, LLMUnavailable
+from rag.llm.backends import BackendLLM, ReadingLLMs, chat_once, reading_llms
 from rag.services import Services
 from rag.settings import ReadingSettings
 from rag.types import Answer, Citation, PaperReading, Reading, Sentence, Source, Timings, Turn
-from rag.answer.verify import VerifyConfig, verify_sentences
 
 __all__ = ["Reader", "answer_from_readings", "decide", "papers_to_read"]
 

@@ -26,8 +26,8 @@ from llama_index.core.base.llms.types import ChatMessage, ChatResponse, LogProb,
 
 from rag.answer.citations import split_sentences
 from rag.answer.prompt import _defang
-from rag.types import Source
 from rag.answer.verify import Embed, VerifyConfig, verify_sentences
+from rag.types import Source
 
 __all__ = [
     "FINDING_PREFILL",

@@ -24,9 +24,9 @@ from rag.answer.citations import MARKER, is_abstention, marker_numbers, resolve_
 from rag.answer.context import choose_context
 from rag.answer.judge import Judge
 from rag.answer.prompt import ABSTAIN_TEXT
+from rag.answer.verify import VerifyConfig, verify_sentences
 from rag.settings import Settings
 from rag.types import Citation, Sentence, Source, Turn
-from rag.answer.verify import VerifyConfig, verify_sentences
 
 if TYPE_CHECKING:
     from llama_index.core.base.embeddings.base import BaseEmbedding

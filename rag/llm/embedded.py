@@ -257,7 +257,9 @@ class EmbeddedLLM(CustomLLM):
     runtime: str | None = Field(None, description="Directory of an xllamacpp built for this CPU; None: the wheel.")
     prompt_cache_mib: int = Field(4096, ge=0, description="Host memory for earlier prompts' KV cache, in MiB.")
     top_logprobs: int = Field(0, ge=0, description="Alternatives per generated token to return with log-probabilities.")
-    prefix_dir: str | None = Field(None, description="Where states of read prompt prefixes are saved (rag.llm.prefixes).")
+    prefix_dir: str | None = Field(
+        None, description="Where states of read prompt prefixes are saved (rag.llm.prefixes)."
+    )
     prefix_budget_mib: int = Field(4096, ge=0, description="Disk the saved prefix states may take, in MiB.")
 
     _model: _LoadedModel = PrivateAttr()

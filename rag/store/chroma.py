@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag.store.chunks import ChunkRecord
-from rag.store.collections import DEFAULT, chroma_name, unknown
 from rag.errors import PaperciteError, StoreBusy, StoreError
 from rag.settings import Settings
+from rag.store.chunks import ChunkRecord
+from rag.store.collections import DEFAULT, chroma_name, unknown
 from rag.store.sparse import BM25Index
 
 if TYPE_CHECKING:

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
-from rag.store.chunks import AUTHOR_KEY, fold_name
 from rag.errors import BadInput, NoMatch
+from rag.store.chunks import AUTHOR_KEY, fold_name
 
 if TYPE_CHECKING:
     from rag.store.chroma import Store
