@@ -20,7 +20,7 @@ from evals.harness import run_answers, summarize
 from evals.replay import ReplayLLM
 from rag.answer.steps import POST_STEPS, PRE_STEPS
 from rag.errors import BadInput
-from rag.services import get_services
+from rag.services import Services
 from rag.settings import Settings
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ def run_ablation(
             f"--ablate-step {unknown[0]}: not a step that can be switched off; use one of {', '.join(ABLATED)}."
         )
     if model is None:
-        backend = get_services(settings).backend
+        backend = Services(settings).backend
         model, label = backend.llm, backend.label
     else:
         label = model.metadata.model_name

@@ -194,9 +194,9 @@ def _case(case: str, papers_file: Path) -> dict[str, float]:
     settings = Settings(embedding=EmbeddingSettings(precision=precision))
     if case.startswith("papercite"):
         from ingest.pipeline import ingest_path
-        from rag.services import get_services
+        from rag.services import Services
 
-        services = get_services(settings)
+        services = Services(settings)
         services.store  # noqa: B018 - load before the clock starts
         services.embed_model.get_text_embedding_batch(["warm up"] * 8)  # as the encoder cases do
         started = time.perf_counter()
@@ -240,9 +240,9 @@ def _bare_encoder(papers_file: Path, settings: object, *, by_pieces: bool = Fals
     from ingest.pipeline import chunk_papers
     from ingest.readers import read_papers
     from rag.embedding import word_pieces
-    from rag.services import get_services
+    from rag.services import Services
 
-    services = get_services(settings)  # type: ignore[arg-type]
+    services = Services(settings)  # type: ignore[arg-type]
     nodes, _ = chunk_papers(read_papers(papers_file).papers, services)
     texts = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
     conf = services.settings.embedding

@@ -95,14 +95,14 @@ def bench_encoders(
     from evals.bench import subset
     from ingest.pipeline import chunk_papers
     from ingest.readers import read_papers
-    from rag.services import get_services
+    from rag.services import Services
 
     unknown = set(cases) - set(ENCODER_CASES)
     if unknown:
         raise BadInput(f"Unknown encoder case(s) {sorted(unknown)}: choose from {', '.join(ENCODER_CASES)}.")
     if not corpus.is_file():
         raise BadInput(f"No corpus at {corpus}: pass the path of abstracts.jsonl.gz (JSONL with title and abstract).")
-    services = get_services(settings)
+    services = Services(settings)
     papers_file = settings.data_dir / "bench" / "encoders" / f"papers-{abstracts}.jsonl"
     papers_file.parent.mkdir(parents=True, exist_ok=True)
     subset(corpus, abstracts, papers_file)

@@ -56,13 +56,13 @@ def grow_store(settings: Settings, target_chunks: int, echo: Callable[[str], Non
     import numpy as np
     from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
-    from rag.services import get_services
+    from rag.services import Services
 
     grown = settings.model_copy(update={"data_dir": settings.data_dir.parent / "grown"})
-    store = get_services(grown).store
+    store = Services(grown).store
     if store.collection.count() >= target_chunks:
         return grown
-    rows = _read_chunks(get_services(settings).store)
+    rows = _read_chunks(Services(settings).store)
     vectors = np.asarray(rows["embeddings"], dtype=np.float32)
     nodes = [metadata_dict_to_node(dict(m), text=t) for m, t in zip(rows["metadatas"], rows["documents"])]
     sigma = float(np.sqrt((1 / 0.9**2 - 1) / vectors.shape[1]))
@@ -115,11 +115,11 @@ def bench_bm25_build(settings: Settings) -> dict[str, float]:
 
 def _build_bm25_here(data_dir: Path, store_settings: str) -> dict[str, float]:
     """Rebuild the BM25 index of the store in ``data_dir`` (run by :func:`bench_bm25_build`)."""
-    from rag.services import get_services
+    from rag.services import Services
     from rag.settings import StoreSettings
 
     settings = Settings(data_dir=data_dir, store=StoreSettings.model_validate_json(store_settings))
-    store = get_services(settings).store
+    store = Services(settings).store
     started = time.perf_counter()
     store.rebuild_bm25()
     seconds = time.perf_counter() - started
@@ -168,9 +168,9 @@ def _write_copy(store: Store, nodes: list[BaseNode], documents: list[str], vecto
 def bench_retrieval(settings: Settings, questions: Sequence[str], *, repeats: int = 3) -> dict[str, float]:
     """Latency of ``retrieve()`` (hybrid, warm store) over ``questions``, asked ``repeats`` times each."""
     from rag.retrieve import retrieve_timed
-    from rag.services import get_services
+    from rag.services import Services
 
-    services = get_services(settings)
+    services = Services(settings)
     store = services.store
     retrieve_timed(questions[0], services)  # load BM25, MiniLM and the HNSW index first
     times = [retrieve_timed(q, services)[1] for _ in range(repeats) for q in questions]

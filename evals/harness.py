@@ -29,10 +29,10 @@ from evals.metrics import (
 )
 from rag.answer.ask import ask
 from rag.llm.backends import models_dir
-from rag.retrieve import group_by_paper, retrieve
-from rag.services import get_services
+from rag.retrieve import group_by_paper, hybrid_retriever, retrieve
+from rag.services import Services
 from rag.settings import Settings
-from rag.store.collections import DEFAULT
+from rag.store.names import DEFAULT
 from rag.types import Answer
 
 if TYPE_CHECKING:
@@ -355,8 +355,8 @@ def run_retrieval(
     keyed by ``key(paper_id, title)`` (the paper id by default). Each retriever returns 3x ``depth`` chunks so that at
     least ``depth`` papers are ranked.
     """
-    services = get_services(settings.updated(retrieval={"candidates": depth * 3}))
-    hybrid = services.retriever()
+    services = Services(settings.updated(retrieval={"candidates": depth * 3}))
+    hybrid = hybrid_retriever(services)
     modes = {"dense": hybrid.dense, "bm25": hybrid.sparse, "hybrid": hybrid}
     results: dict[str, dict[str, float]] = {}
     for mode, retriever in modes.items():

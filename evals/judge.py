@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rag.answer.judge import Judge
 from rag.answer.judge import make_judge as judge_on
-from rag.services import get_services
+from rag.services import Services
 from rag.settings import Settings
 
 __all__ = ["LABELS", "Judge", "judge_agreement", "make_judge"]
@@ -23,7 +23,7 @@ LABELS = Path(__file__).parent / "data" / "judge_labels.jsonl"
 
 def make_judge(settings: Settings) -> Judge:
     """The judge on the embedded model, whatever backend answers."""
-    return judge_on(get_services(settings.updated(llm={"backend": "embedded"})).backend)
+    return judge_on(Services(settings.updated(llm={"backend": "embedded"})).backend)
 
 
 def judge_agreement(judge: Judge, path: Path = LABELS) -> dict[str, float]:

@@ -138,9 +138,9 @@ def _answer(
     llm = None
     if replay is not None:
         from evals.replay import ReplayLLM
-        from rag.services import get_services
+        from rag.services import Services
 
-        backend = get_services(setup.settings).backend
+        backend = Services(setup.settings).backend
         llm = ReplayLLM(backend.llm, backend.label, replay)
     judge = None
     if support:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from ingest.papers import Paper, Problem
 from ingest.readers import read_papers
 from rag.embedding import word_pieces
-from rag.services import Services, get_services
+from rag.services import Services
 from rag.settings import Settings
 from rag.store.chunks import ChunkRecord, source_of
 
@@ -131,7 +131,7 @@ def ingest_papers(
     ``services`` defaults to the shared ones for ``settings`` (``Settings()`` when neither is given).
     """
     started = time.perf_counter()
-    services = services or get_services(settings or Settings())
+    services = services or Services(settings or Settings())
     settings = services.settings
     store = services.writable_store()
     store.check_embedding_model(settings.embedding.model)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rag.errors import BadInput
+from rag.loaded import loaded
 from rag.settings import EmbeddingSettings
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PACKAGED_MINILM",
     "cpu_has_native_bf16",
+    "encoder",
     "encoder_dtype",
     "load_embed_model",
     "resolve_model_path",
@@ -76,8 +78,13 @@ def encoder_dtype(precision: str) -> str:
     return precision
 
 
+def encoder(settings: EmbeddingSettings) -> BaseEmbedding:
+    """The encoder these settings load, loaded once per process (its weights depend on files alone)."""
+    return loaded("encoder", settings.model_dump_json(), lambda: load_embed_model(settings))
+
+
 def load_embed_model(settings: EmbeddingSettings) -> HuggingFaceEmbedding:
-    """Load the configured sentence-transformers model on the CPU (``Services`` keeps it, once per process).
+    """Load the configured sentence-transformers model on the CPU (a new copy: :func:`encoder` keeps one).
 
     It runs in bfloat16 where the CPU has native support (see ``embedding.precision``).
 

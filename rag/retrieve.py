@@ -16,11 +16,11 @@ from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore
 
 from rag.errors import IndexEmpty
-from rag.services import Services, get_services
+from rag.services import Services
 from rag.settings import RetrievalSettings, Settings
 from rag.store.chunks import ChunkRecord, chunk_id
-from rag.store.collections import DEFAULT
 from rag.store.filters import Filters, check_filters
+from rag.store.names import DEFAULT
 from rag.types import Source
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ __all__ = [
     "ScoredChunk",
     "fuse",
     "group_by_paper",
+    "hybrid_retriever",
     "retrieve",
     "retrieve_timed",
     "with_abstracts",
@@ -119,8 +120,8 @@ class HybridRetriever(BaseRetriever):
         its full number of candidates when enough chunks pass.
         """
         sparse = store.bm25()
-        if where and sparse is not None:
-            sparse = store.passing(sparse, where)
+        if sparse is not None:  # the top k is this retrieval's: the index is shared by every setting
+            sparse = sparse.narrowed(conf.candidates, store.passing(sparse, where) if where else None)
         return cls(DenseRetriever(store, embed_model, conf.candidates, where), sparse, conf)
 
     @property
@@ -145,6 +146,12 @@ class HybridRetriever(BaseRetriever):
                 if is_dense:
                     chunk.similarity = hit.score
         return sorted(fused.values(), key=lambda c: c.score or 0.0, reverse=True)
+
+
+def hybrid_retriever(services: Services, where: dict[str, Any] | None = None) -> HybridRetriever:
+    """The hybrid (dense + BM25) retriever over ``services``' store with its encoder and retrieval settings;
+    ``where`` filters both sides before they rank (a Chroma filter, e.g. ``Filters.where()``)."""
+    return HybridRetriever.over(services.store, services.embed_model, services.settings.retrieval, where)
 
 
 def group_by_paper(chunks: Sequence[NodeWithScore], top_papers: int, chunks_per_paper: int) -> list[Source]:
@@ -189,7 +196,8 @@ def retrieve_timed(
     started = time.perf_counter()
     conf = services.settings.retrieval
     notice = check_filters(filters, services.store) if filters is not None else ""
-    retriever = services.retriever(filters.where() if filters is not None else None)
+    where = filters.where() if filters is not None else None
+    retriever = hybrid_retriever(services, where)
     chunks = retriever.retrieve(question)
     if previous:  # a follow-up: mostly what the two questions ask together ("... which of them ...?")
         together = retriever.retrieve(f"{previous} {question}")
@@ -280,5 +288,5 @@ def retrieve(
         NoMatch: no paper passes ``filters`` (never an unfiltered result instead).
         UnknownCollection: the collection in ``settings`` does not exist.
     """
-    services = services or get_services(settings or Settings())
+    services = services or Services(settings or Settings())
     return retrieve_timed(question, services, top_k, previous=previous, filters=filters)[0]

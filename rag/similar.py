@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from rag.errors import BadInput, IndexEmpty
 from rag.retrieve import ScoredChunk, group_by_paper, with_abstracts
-from rag.services import Services, get_services
+from rag.services import Services
 from rag.settings import Settings
 from rag.store.chunks import normalize_title
 from rag.types import Source
@@ -72,7 +72,7 @@ def similar(
     """
     from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
-    services = services or get_services(settings or Settings())
+    services = services or Services(settings or Settings())
     store = services.store
     paper = find_paper(store, title)
     own = store.collection.get(where={"paper_id": paper}, include=["embeddings"])

@@ -140,9 +140,7 @@ class SteppedLLM(ScriptedLLM):
 
 @pytest.fixture(autouse=True)
 def isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point papercite at a fresh data directory, and forget services built for others."""
-    from rag.services import reset_services
-
+    """Point papercite at a fresh data directory."""
     data_dir = tmp_path / "papercite-data"
     monkeypatch.setenv("PAPERCITE_DATA_DIR", str(data_dir))
     for name in list(os.environ):
@@ -151,7 +149,6 @@ def isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # Most tests script the one-prompt path's replies; the per-paper tests (test_per_paper.py,
     # test_warm.py, the page's and the backends' per-paper tests) ask for the default mode by name.
     monkeypatch.setenv("PAPERCITE_ANSWER__MODE", "one_prompt")
-    reset_services()
     return data_dir
 
 

@@ -197,7 +197,7 @@ def test_a_question_naming_something_the_collection_never_mentions_abstains(
     sample_settings: Any, scripted: Any
 ) -> None:
     from rag.answer.steps import Draft, Parts, name_gate
-    from rag.services import get_services
+    from rag.services import Services
 
     answer = ask(
         "What new adaptive optimizer improves on Adam's convergence for transformers?",
@@ -205,7 +205,7 @@ def test_a_question_naming_something_the_collection_never_mentions_abstains(
         llm=scripted,
     )
     assert answer.abstained and answer.model == "" and scripted.history == []  # no generation spent
-    services = get_services(sample_settings)
+    services = Services(sample_settings)
     parts = Parts(sample_settings, services.embed_model, services.store)
     assert "MI300" in name_gate(Draft("What do benchmarks show about the MI300 and WaveMix?", []), parts).why
     assert not name_gate(Draft("How do Transformers scale, and what is MRI-based GPT-4 use?", []), parts).abstained
@@ -214,13 +214,15 @@ def test_a_question_naming_something_the_collection_never_mentions_abstains(
     assert "Zorblax-9" in name_gate(Draft("How does Zorblax-9 compare?", []), parts).why
 
 
-def test_every_part_can_be_passed_in_and_nothing_is_looked_up(sample_settings: Any, scripted: Any) -> None:
-    from rag.services import _CACHE, Services, get_services
+def test_every_part_can_be_passed_in_and_services_share_only_loaded_weights(
+    sample_settings: Any, scripted: Any
+) -> None:
+    from rag.services import Services
 
-    shared = get_services(sample_settings)
-    parts = Services(sample_settings, store=shared.store, embed_model=shared.embed_model, llm=scripted)
-    _CACHE.pop(("services", sample_settings.cache_key()))  # ask must use the parts given, not the cache
+    one, two = Services(sample_settings), Services(sample_settings)
+    assert one.store is not two.store  # each Services owns its store (its BM25 top k is asked per query)
+    assert one.embed_model is two.embed_model  # the encoder's weights depend on its files alone
+    parts = Services(sample_settings, store=one.store, embed_model=one.embed_model, llm=scripted)
     scripted.enqueue("WaveMix mixes tokens with a multi-level 2D DWT [1].")
     answer = ask(QUESTION, services=parts)
     assert answer.model == "custom:scripted" and answer.cited_titles() == [WAVEMIX]
-    assert ("services", sample_settings.cache_key()) not in _CACHE

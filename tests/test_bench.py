@@ -88,13 +88,13 @@ def test_bench_retrieve_times_the_sample_and_a_scale_store(tmp_path: Path) -> No
 def test_grown_store_reaches_its_size_with_distinct_papers_and_a_matching_bm25(tmp_path: Path) -> None:
     from evals.bench import grow_store, scale_settings
     from rag.retrieve import retrieve
-    from rag.services import get_services
+    from rag.services import Services
     from rag.settings import Settings
 
     base = scale_settings(Settings(data_dir=tmp_path / "data"), _corpus(tmp_path, 20), echo=lambda _m: None)
     grow_store(base, 100, echo=lambda _m: None)  # as if a growth to 150 was interrupted
     grown = grow_store(base, 150, echo=lambda _m: None)
-    store = get_services(grown).store
+    store = Services(grown).store
     assert store.collection.count() == 150
     assert store.stats().papers > 20  # copies are papers of their own
     assert store.bm25() is not None and int(store.bm25().bm25.scores["num_docs"]) == 150

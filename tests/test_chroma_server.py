@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from rag import StoreError, ask, retrieve
-from rag.services import get_services
+from rag.services import Services
 from rag.settings import Settings, StoreSettings
 
 STARTUP_TIMEOUT = 60.0  # seconds; the server answers in about one on an idle machine
@@ -107,7 +107,7 @@ def test_ingest_stores_the_papers_in_the_server(server_store: Settings, chroma_s
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
-    stats = get_services(server_store).store.stats()
+    stats = Services(server_store).store.stats()
     assert stats.papers == 84
     assert stats.location == f"chroma server at 127.0.0.1:{chroma_server.port}"
     assert not (server_store.data_dir / "chroma").exists()  # no embedded store on the side
@@ -136,7 +136,7 @@ def test_a_second_process_with_its_own_data_dir_builds_bm25_from_the_server(
     settings = chroma_server.settings(tmp_path / "papercite-b")
     sources = retrieve(QUESTION, settings=settings)
     assert sources[0].title == TITLE
-    store = get_services(settings).store
+    store = Services(settings).store
     bm25 = store.bm25()
     assert bm25 is not None and len(bm25.corpus) == store.collection.count()
 
@@ -163,7 +163,7 @@ def test_bm25_follows_papers_another_process_adds(
 
     writer, reader = settings("writer"), settings("reader")
     ingest_path(write("one.jsonl", ["Zebrafish fin regrowth", "Glacier melt models"]), settings=writer, progress=False)
-    reader_store = get_services(reader).store
+    reader_store = Services(reader).store
 
     def reader_bm25_titles() -> set[str]:
         bm25 = reader_store.bm25()
@@ -215,7 +215,7 @@ def test_an_unreachable_server_is_one_clear_store_error(tmp_path: Path) -> None:
     port = _free_port()  # nothing listens there once the probe socket is closed
     settings = Settings(data_dir=tmp_path, store=StoreSettings(chroma_host="127.0.0.1", chroma_port=port))
     with pytest.raises(StoreError) as caught:
-        get_services(settings).store  # noqa: B018 - opening the store is what fails
+        Services(settings).store  # noqa: B018 - opening the store is what fails
     message = str(caught.value)
     assert f"127.0.0.1:{port}" in message
     assert "chroma run" in message and "PAPERCITE_STORE__CHROMA_HOST" in message

@@ -52,9 +52,9 @@ def _conf(sample_settings: Any, **update: Any) -> Any:
 
 @pytest.fixture
 def embed_model(sample_settings: Any) -> Any:
-    from rag.services import get_services
+    from rag.services import Services
 
-    return get_services(sample_settings).embed_model
+    return Services(sample_settings).embed_model
 
 
 @pytest.mark.parametrize(

@@ -19,8 +19,9 @@ from ingest.readers import read_papers
 from rag.answer.ask import ask
 from rag.errors import StoreBusy
 from rag.retrieve import retrieve
-from rag.services import get_services, reset_services
+from rag.services import Services
 from rag.settings import Settings
+from rag.store.check import check_store
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRESS = re.compile(rb"(\d+)/(\d+) \[")
@@ -100,9 +101,9 @@ def test_killed_ingest_leaves_a_store_that_answers_and_a_second_ingest_is_told_i
         first.wait()
 
     settings = Settings(data_dir=data_dir)
-    store = get_services(settings).store
+    store = Services(settings).store
     assert 0 < store.collection.count() < total
-    interrupted = store.verify(settings.embedding.model)
+    interrupted = check_store(store, settings.embedding.model)
     assert interrupted.papers > 0 and not interrupted.ok  # BM25 was never built, some papers are partial
     # The store still answers from what it holds.
     question = "Which architecture mixes image tokens with a wavelet transform?"
@@ -111,14 +112,12 @@ def test_killed_ingest_leaves_a_store_that_answers_and_a_second_ingest_is_told_i
     answer = ask(question, settings=settings, llm=scripted)
     assert answer.sources and answer.citations
 
-    reset_services()
     rerun = _cli(data_dir, "ingest", str(papers), timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     check = _cli(data_dir, "check", timeout=300)
     assert check.returncode == 0 and "ok:" in check.stdout, check.stdout + check.stderr
-    reset_services()
-    store = get_services(Settings(data_dir=data_dir)).store
-    result = store.verify(settings.embedding.model)
+    store = Services(Settings(data_dir=data_dir)).store
+    result = check_store(store, settings.embedding.model)
     assert result.ok and result.papers == 4 * 84, result.problems
     ids = store.collection.get(include=[])["ids"]
     assert len(ids) == len(set(ids)) == result.chunks
@@ -139,7 +138,7 @@ def test_an_ingest_waits_for_no_one_and_writes_nothing_while_another_holds_the_s
             assert "Another ingest is writing to the store at" in str(exc) and "nothing was written" in str(exc)
         else:
             raise AssertionError("an ingest ran while another held the store")
-    assert get_services(settings).store.collection.count() == 0
+    assert Services(settings).store.collection.count() == 0
     assert ingest_path(path, settings=settings, progress=False).added  # free again once released
 
 
@@ -158,18 +157,18 @@ def test_check_names_each_problem_and_its_fix(tmp_path: Path) -> None:
         + "\n"
     )
     ingest_path(path, settings=settings, progress=False)
-    store = get_services(settings).store
-    assert store.verify(settings.embedding.model).ok
+    store = Services(settings).store
+    assert check_store(store, settings.embedding.model).ok
 
     store.collection.delete(ids=[i for i in store.collection.get(include=[])["ids"] if i.endswith("#1")])
-    result = store.verify(settings.embedding.model)
+    result = check_store(store, settings.embedding.model)
     assert len(result.incomplete) == 1 and result.origins == ("papers.jsonl",)
     assert any("papers.jsonl" in p and "papercite ingest" in p for p in result.problems)
     assert any("BM25" in p for p in result.problems)  # it still holds the deleted chunk
-    assert any("embedding model" in p for p in store.verify("some-other-model").problems)
+    assert any("embedding model" in p for p in check_store(store, "some-other-model").problems)
 
     assert ingest_path(path, settings=settings, progress=False).updated  # the re-ingest completes the paper
-    assert store.verify(settings.embedding.model).ok
+    assert check_store(store, settings.embedding.model).ok
 
 
 def test_an_ingest_killed_between_the_chroma_write_and_the_bm25_rebuild_is_noticed_and_healed(
@@ -194,14 +193,13 @@ def test_an_ingest_killed_between_the_chroma_write_and_the_bm25_rebuild_is_notic
     except KeyboardInterrupt:
         pass
     monkeypatch.undo()
-    reset_services()  # a new process's view of the same data directory
-    store = get_services(settings).store
-    check = store.verify(settings.embedding.model)
+    store = Services(settings).store
+    check = check_store(store, settings.embedding.model)
     assert not check.ok and any("older version of 1 chunk" in p for p in check.problems), check.problems
 
     hits = store.bm25()  # the next question rebuilds the index that the mark says is behind
     assert hits is not None and hits.retrieve("40")  # the rebuilt index holds the new abstract's words
-    assert store.verify(settings.embedding.model).ok
+    assert check_store(store, settings.embedding.model).ok
     assert "40 layers" in retrieve("How many layers mix wavelet tokens?", settings=settings)[0].abstract
 
 
@@ -210,7 +208,7 @@ def test_a_question_s_rebuild_during_an_ingest_keeps_the_stale_mark(tmp_path: Pa
     path = tmp_path / "one.jsonl"
     path.write_text(json.dumps({"title": "Wavelet Token Mixing", "abstract": "A 2D wavelet transform mixes tokens."}))
     ingest_path(path, settings=settings, progress=False)
-    store = get_services(settings).store
+    store = Services(settings).store
     store.sparse.mark_stale()  # as an ingest does before it writes to Chroma
     with FileLock(store.ingest_lock):  # ... and that ingest is still writing
         assert store.ingest_running()

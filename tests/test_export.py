@@ -85,7 +85,7 @@ def test_papercite_ask_format_bibtex_exports_the_cited_stored_papers(
     from ui.cli import cli
 
     services = Services(sample_settings, llm=scripted)
-    monkeypatch.setattr("rag.answer.ask.get_services", lambda settings: services)
+    monkeypatch.setattr("rag.answer.ask.Services", lambda settings: services)
     scripted.enqueue("WaveMix mixes image tokens with a multi-level 2D wavelet transform [1].")
     question = "Which architecture mixes image tokens with a 2D wavelet transform?"
     result = CliRunner().invoke(cli, ["ask", question, "--format", "bibtex"])

@@ -15,7 +15,8 @@ from click.testing import CliRunner
 
 from rag import Filters, NoMatch, ask, retrieve
 from rag.errors import BadInput
-from rag.services import Services, get_services, reset_services
+from rag.retrieve import hybrid_retriever
+from rag.services import Services
 from rag.settings import Settings
 from rag.store.chunks import author_keys, fold_name, source_of
 from ui.cli import cli
@@ -81,7 +82,6 @@ def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name, papers in (("old.jsonl", OLD), ("new.jsonl", [*NEW, UNDATED])):
         report = ingest_path(_write(folder / name, papers), settings=settings, progress=False)
         assert not report.skipped, report.summary()
-    reset_services()
     return folder / "data"
 
 
@@ -134,11 +134,11 @@ def test_the_filter_applies_before_ranking_so_top_k_papers_all_pass(settings: Se
 
 
 def test_bm25_hits_are_taken_among_the_papers_that_pass(settings: Settings) -> None:
-    services = get_services(settings)
+    services = Services(settings)
     where = Filters(since=2023).where()
-    hits = services.retriever(where).sparse.retrieve("attention transformers sequences")  # type: ignore[union-attr]
+    hits = hybrid_retriever(services, where).sparse.retrieve("attention transformers sequences")  # type: ignore[union-attr]
     assert hits and all(h.node.metadata["year"] >= 2023 for h in hits)
-    everything = services.retriever().sparse.retrieve("attention transformers sequences")  # type: ignore[union-attr]
+    everything = hybrid_retriever(services).sparse.retrieve("attention transformers sequences")  # type: ignore[union-attr]
     assert any(h.node.metadata["year"] == 2018 for h in everything)
 
 
@@ -184,7 +184,8 @@ def test_a_store_from_before_filters_gets_its_fields_on_first_use(tmp_path: Path
 
     settings = Settings(data_dir=tmp_path / "data")
     ingest_path(_write(tmp_path / "new.jsonl", NEW), settings=settings, progress=False)
-    store = get_services(settings).store
+    services = Services(settings)
+    store = services.store
     rows = store.collection.get(include=["metadatas"])
     stripped = [
         {key: None for key in meta if key == "source" or key.startswith("author:")} for meta in rows["metadatas"]
@@ -193,14 +194,14 @@ def test_a_store_from_before_filters_gets_its_fields_on_first_use(tmp_path: Path
     store.collection.modify(metadata={"embedding_model": store.recorded_embedding_model()})
     assert store.sources() == [] and not store.collection.get(where={"author:han": True})["ids"]
 
-    sources = retrieve("island grid energy", filters=Filters(author="Han"), settings=settings)
+    sources = retrieve("island grid energy", filters=Filters(author="Han"), services=services)
     assert _titles(sources) == ["Tidal batteries for island grids", "Sparse attention kernels on CPUs"]
-    assert store.sources() == ["new.jsonl"]
+    assert store.sources() == ["new.jsonl"] == Services(settings).store.sources()
 
 
 def test_cli_filters_refuse_with_one_line_and_change_nothing(settings: Settings) -> None:
     env = {"PAPERCITE_DATA_DIR": str(settings.data_dir)}
-    before = get_services(settings).store.collection.count()
+    before = Services(settings).store.collection.count()
     for args, needle in (
         (["--since", "2030"], "No paper in collection 'default' matches years from 2030"),
         (["--since", "2024", "--until", "2020"], "swap them"),
@@ -209,7 +210,7 @@ def test_cli_filters_refuse_with_one_line_and_change_nothing(settings: Settings)
         result = CliRunner().invoke(cli, ["ask", QUESTION, *args], env=env)
         lines = result.stderr.strip().splitlines()
         assert result.exit_code == 3 and len(lines) == 1 and needle in lines[0], result.stderr
-    assert get_services(settings).store.collection.count() == before
+    assert Services(settings).store.collection.count() == before
 
 
 @pytest.mark.llm

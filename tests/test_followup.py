@@ -118,7 +118,7 @@ def test_papercite_chat_asks_each_line_as_a_follow_up_until_new(
     from ui.cli import cli
 
     services = Services(sample_settings, llm=scripted)
-    monkeypatch.setattr("rag.answer.ask.get_services", lambda settings: services)  # the command's model: scripted
+    monkeypatch.setattr("rag.answer.ask.Services", lambda settings: services)  # the command's model: scripted
     scripted.enqueue("WaveMix uses a 2D wavelet transform [1].", SECOND_REPLY, "WaveMix uses wavelets [1].")
     result = CliRunner().invoke(cli, ["chat"], input=f"{QUESTION}\n{FOLLOW_UP}\n/new\n{QUESTION}\n")
     assert result.exit_code == 0, result.output

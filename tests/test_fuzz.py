@@ -22,8 +22,9 @@ from ingest import ingest_path
 from ingest.readers import read_papers
 from rag.answer.ask import ask
 from rag.errors import BadInput
-from rag.services import get_services
+from rag.services import Services
 from rag.settings import Settings
+from rag.store.check import check_store
 
 FUZZ = settings(
     max_examples=40, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
@@ -126,8 +127,8 @@ def test_a_damaged_file_ingests_whole_papers_only(tmp_path: Path, fuzzed: tuple[
         report = ingest_path(path, settings=conf, progress=False)
     except BadInput:
         return
-    store = get_services(conf).store
-    check = store.verify(conf.embedding.model)
+    store = Services(conf).store
+    check = check_store(store, conf.embedding.model)
     assert not check.incomplete, check.problems
     assert check.papers >= len(report.added)
 

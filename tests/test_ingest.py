@@ -9,8 +9,9 @@ import pytest
 
 from ingest import ingest_path
 from rag.errors import BadInput, StoreError
-from rag.services import get_services
+from rag.services import Services
 from rag.settings import Settings
+from rag.store.check import check_store
 from rag.store.chroma import Store
 
 PAPERS = [
@@ -35,7 +36,7 @@ def _write(path: Path, records: list[dict], extra_lines: tuple[str, ...] = ()) -
 
 
 def _chunks_of(settings: Settings, paper_id: str) -> list[dict]:
-    rows = get_services(settings).store.collection.get(where={"paper_id": paper_id}, include=["metadatas", "documents"])
+    rows = Services(settings).store.collection.get(where={"paper_id": paper_id}, include=["metadatas", "documents"])
     return [dict(m, text=d) for m, d in zip(rows["metadatas"], rows["documents"])]
 
 
@@ -45,13 +46,13 @@ def test_ingest_is_idempotent_and_reports_malformed_records(tmp_path: Path) -> N
     first = ingest_path(path, settings=settings, progress=False)
     assert len(first.added) == 3 and not first.updated
     assert [str(p).split(":")[:2] for p in first.skipped] == [["papers.jsonl", "4"], ["papers.jsonl", "5"]]
-    stats = get_services(settings).store.stats()
+    stats = Services(settings).store.stats()
     assert stats.papers == 3 and stats.chunks == first.chunks_written
 
     second = ingest_path(path, settings=settings, progress=False)
     assert len(second.unchanged) == 3 and not second.added and not second.updated
     assert second.chunks_written == 0
-    assert get_services(settings).store.stats().chunks == stats.chunks
+    assert Services(settings).store.stats().chunks == stats.chunks
 
 
 def test_changed_abstract_replaces_its_old_chunks(tmp_path: Path) -> None:
@@ -70,7 +71,7 @@ def test_changed_abstract_replaces_its_old_chunks(tmp_path: Path) -> None:
 def test_chunks_fit_the_encoder_and_carry_the_title(tmp_path: Path) -> None:
     settings = Settings()
     ingest_path(_write(tmp_path / "p.jsonl", PAPERS), settings=settings, progress=False)
-    services = get_services(settings)
+    services = Services(settings)
     tokenizer = services.embed_model._model.tokenizer
     limit = services.embed_model._model.max_seq_length
     from llama_index.core.schema import MetadataMode
@@ -95,7 +96,7 @@ def test_counting_a_long_abstract_prints_no_tokenizer_warning(
 
     transformers_logging.set_verbosity_warning()  # as a user's Python session has it (the CLI quiets it)
     # transformers warns once per tokenizer: forget that an earlier test's ingest may have warned.
-    get_services(Settings()).embed_model._model.tokenizer.deprecation_warnings.clear()
+    Services(Settings()).embed_model._model.tokenizer.deprecation_warnings.clear()
     ingest_path(_write(tmp_path / "p.jsonl", PAPERS), settings=Settings(), progress=False)
     assert "Token indices sequence length" not in capfd.readouterr().err
 
@@ -103,7 +104,7 @@ def test_counting_a_long_abstract_prints_no_tokenizer_warning(
 def test_bm25_index_matches_the_store(tmp_path: Path) -> None:
     settings = Settings()
     ingest_path(_write(tmp_path / "p.jsonl", PAPERS), settings=settings, progress=False)
-    store = get_services(settings).store
+    store = Services(settings).store
     bm25 = store.bm25()
     assert bm25 is not None
     assert {c["node_id"] for c in bm25.corpus} == set(store.collection.get(include=[])["ids"])
@@ -123,10 +124,10 @@ def test_unreadable_file_is_one_clear_error(tmp_path: Path) -> None:
 def test_a_store_built_with_another_embedding_model_is_refused(tmp_path: Path) -> None:
     settings = Settings()
     ingest_path(_write(tmp_path / "p.jsonl", PAPERS[:1]), settings=settings, progress=False)
-    get_services(settings).store.collection.modify(metadata={"embedding_model": "some-other-model"})
+    Services(settings).store.collection.modify(metadata={"embedding_model": "some-other-model"})
     with pytest.raises(StoreError, match="re-ingest"):
         ingest_path(_write(tmp_path / "q.jsonl", PAPERS[1:2]), settings=settings, progress=False)
-    assert get_services(settings).store.stats().papers == 1  # nothing stored was lost
+    assert Services(settings).store.stats().papers == 1  # nothing stored was lost
 
 
 def test_encoder_precision_follows_the_cpu_not_this_machine(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -181,7 +182,7 @@ def test_chunks_read_by_id_are_chroma_s_current_text(tmp_path: Path) -> None:
 def test_word_pieces_are_the_tokenizer_s_and_untruncated_after_encoding() -> None:
     from rag.embedding import word_pieces
 
-    embed_model = get_services(Settings()).embed_model
+    embed_model = Services(Settings()).embed_model
     tokenizer = embed_model._model.tokenizer
     long = PAPERS[2]["abstract"]
     embed_model.get_text_embedding_batch([long])  # encoding leaves truncation at 256 set on the tokenizer
@@ -195,7 +196,7 @@ def test_the_encoder_reads_chunks_longest_first_in_word_pieces(monkeypatch: pyte
     from ingest import sample_corpus
     from rag.embedding import word_pieces
 
-    services = get_services(Settings())
+    services = Services(Settings())
     encoder = services.embed_model._model
     read: list[str] = []
     encode = encoder.encode
@@ -219,7 +220,7 @@ def test_batches_are_written_while_the_next_is_embedded_and_progress_counts_stor
     import threading
 
     settings = Settings().updated(store={"batch_size": 2})
-    store = get_services(settings).store
+    store = Services(settings).store
     seen: list[tuple[int, int, int, str]] = []
 
     def progress(done: int, total: int) -> None:
@@ -233,14 +234,14 @@ def test_batches_are_written_while_the_next_is_embedded_and_progress_counts_stor
     assert all(stored >= done for done, _, stored, _ in seen)  # reported once written, never before
     assert all(t == total for _, t, _, _ in seen)
     assert {name for *_, name in seen[1:]} == {"papercite-chroma-writer_0"}
-    assert store.verify(settings.embedding.model).ok
+    assert check_store(store, settings.embedding.model).ok
 
 
 def test_a_failed_write_stops_the_ingest_and_keeps_what_was_stored(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = Settings().updated(store={"batch_size": 2})
-    store = get_services(settings).store
+    store = Services(settings).store
     real_add, writes = Store.add_nodes, []
 
     def add_nodes(self: Store, nodes: list) -> None:
@@ -256,4 +257,4 @@ def test_a_failed_write_stops_the_ingest_and_keeps_what_was_stored(
     assert store.sparse.stale  # BM25 is known to be behind until the next ingest
     monkeypatch.undo()
     again = ingest_path(tmp_path / "p.jsonl", settings=settings, progress=False)
-    assert again.chunks_written and store.verify(settings.embedding.model).ok
+    assert again.chunks_written and check_store(store, settings.embedding.model).ok

@@ -13,7 +13,7 @@ import pytest
 
 from rag import ask
 from rag.errors import LLMUnavailable
-from rag.services import get_services
+from rag.services import Services
 
 try:
     from tests.ollama_standin import OllamaStandIn
@@ -41,7 +41,7 @@ def _on(settings: Any, server: OllamaStandIn, backend: str) -> Any:
 
 
 def _store_state(settings: Any) -> tuple[int, float]:
-    store = get_services(settings).store
+    store = Services(settings).store
     return store.collection.count(), store.bm25_dir.stat().st_mtime
 
 

@@ -17,7 +17,7 @@ from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
 from rag import ask
 from rag.llm.backends import ollama_has_model
-from rag.services import get_services
+from rag.services import Services
 
 try:
     from tests.ollama_standin import OllamaStandIn
@@ -96,7 +96,7 @@ def ollama_host(sample_settings: Any) -> Iterator[str]:
     if real and ollama_has_model(sample_settings.llm.resolved_ollama_host(), model):
         yield sample_settings.llm.resolved_ollama_host()
         return
-    embedded = get_services(_embedded_settings(sample_settings)).backend.llm
+    embedded = Services(_embedded_settings(sample_settings)).backend.llm
 
     def generate(messages: list[dict], options: dict, fmt: object) -> Iterator[str | dict]:
         chat = [ChatMessage(role=MessageRole(m["role"]), content=m["content"]) for m in messages]
@@ -155,7 +155,7 @@ def test_openai_backend_against_a_real_openai_compatible_server(sample_settings:
     import httpx
     from pydantic import SecretStr
 
-    embedded = get_services(_embedded_settings(sample_settings)).backend.llm
+    embedded = Services(_embedded_settings(sample_settings)).backend.llm
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
     assert httpx.post(f"{embedded.server_url}/v1/chat/completions", json=body, timeout=60).status_code == 401
     settings = sample_settings.model_copy(
@@ -178,7 +178,7 @@ def test_openai_backend_against_a_real_openai_compatible_server(sample_settings:
 def test_openai_compatible_server_reads_each_paper_with_its_log_probabilities(sample_settings: Any) -> None:
     from pydantic import SecretStr
 
-    embedded = get_services(_embedded_settings(sample_settings)).backend.llm
+    embedded = Services(_embedded_settings(sample_settings)).backend.llm
     settings = sample_settings.updated(
         llm={
             "backend": "openai",

@@ -81,15 +81,17 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def page_url(sample_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The page over a private copy of the sample store (the upload test writes to it), warmed up."""
+    from rag.services import Services
     from rag.settings import Settings
     from ui.app import build_app, launch, warm_up
 
     data_dir = tmp_path_factory.mktemp("page") / "data"
     shutil.copytree(sample_store, data_dir)
     settings = Settings(data_dir=data_dir, llm={"backend": "embedded"})
-    app = build_app(settings)
+    services = Services(settings)
+    app = build_app(settings, services)
     url = launch(app, settings, port=_free_port(), block=False)
-    warm_up(settings, read_papers=False).join()  # as `papercite serve` does: the model is loaded first
+    warm_up(services, read_papers=False).join()  # as `papercite serve` does: the model is loaded first
     yield url
     app.close()
     if TIMES:

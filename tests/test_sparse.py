@@ -97,7 +97,7 @@ def test_hits_the_collection_no_longer_holds_are_left_out() -> None:
 
 def test_a_persisted_index_loads_as_the_same_retriever_with_ids_and_versions(tmp_path: Path) -> None:
     nodes = _nodes()
-    index = BM25Index(tmp_path / "bm25" / "papers", 5, fetch=_fetch(nodes))
+    index = BM25Index(tmp_path / "bm25" / "papers", fetch=_fetch(nodes), top_k=5)
     index.rebuild(_pages(nodes, 9))
     loaded = index.load()
     assert loaded is not None and not index.outdated
@@ -113,7 +113,7 @@ def test_an_index_in_the_old_format_is_rebuilt_not_read(tmp_path: Path) -> None:
     nodes = _nodes()
     path = tmp_path / "bm25" / "papers"
     BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=5).persist(str(path))  # what papercite wrote before
-    index = BM25Index(path, 5, fetch=_fetch(nodes))
+    index = BM25Index(path, fetch=_fetch(nodes), top_k=5)
     assert index.outdated and index.load() is None
     retriever = index.current(len(nodes), lambda: _pages(nodes, 50))
     assert retriever is not None and not index.outdated and not (path / "corpus.jsonl").exists()

@@ -115,11 +115,11 @@ def test_the_prompt_shows_only_papers_close_to_the_best_numbered_first(sample_se
     from dataclasses import replace
 
     from rag.answer.steps import Draft, Parts, select_context
-    from rag.services import get_services
+    from rag.services import Services
 
     far, best, close = (replace(s, similarity=sim) for s, sim in zip(SOURCES, (0.30, 0.70, 0.62)))
     ranked = [replace(best, number=1), replace(far, number=2), replace(close, number=3)]
-    services = get_services(sample_settings)
+    services = Services(sample_settings)
     draft = select_context(Draft("q", ranked), Parts(sample_settings, services.embed_model, services.store))
     assert [s.title for s in draft.context] == [best.title, close.title]  # 0.30 is more than 0.12 below 0.70
     assert [s.number for s in draft.sources] == [1, 2, 3] and draft.sources[2].title == far.title

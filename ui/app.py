@@ -24,7 +24,7 @@ import gradio as gr
 
 from rag.errors import PaperciteError
 from rag.llm.backends import llm_choices
-from rag.services import Services, get_services
+from rag.services import Services
 from rag.settings import LLMSettings, Settings
 from rag.warm import warm
 from ui.handlers import DOWNLOADS, NO_SOURCES, Handlers, max_upload_bytes, page_message
@@ -65,10 +65,10 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
 
     Args:
         settings: the collection, backends and serving options.
-        services: the store, encoder and LLM to answer with; defaults to the shared ones
-            for ``settings`` (a test passes one holding a scripted LLM).
+        services: the store, encoder and LLM to answer with (the ones :func:`warm_up` loads);
+            built from ``settings`` when None (a test passes one holding a scripted LLM).
     """
-    handlers = Handlers(settings, services or get_services(settings), llm_choices(settings))
+    handlers = Handlers(settings, services or Services(settings), llm_choices(settings))
     with gr.Blocks(title="papercite", fill_width=True) as app:
         gr.Markdown(
             "## papercite\nAnswers from your collection of paper abstracts, every claim cited. Runs on this machine."
@@ -308,8 +308,8 @@ def launch(app: gr.Blocks, settings: Settings, *, port: int | None = None, block
     return app.local_url or f"http://{conf.host}:{port or conf.port}/"
 
 
-def warm_up(settings: Settings, *, read_papers: bool = True) -> threading.Thread:
-    """Load the embedding model, BM25 and the LLM in the background, so the first question is not slow.
+def warm_up(services: Services, *, read_papers: bool = True) -> threading.Thread:
+    """Load the page's embedding model, BM25 and LLM in the background, so the first question is not slow.
 
     In per-paper mode, with the embedded model, a collection of at most ``reading.warm_on_serve``
     papers is then read ahead of questions (``papercite warm``), unless ``read_papers`` is False.
@@ -317,7 +317,6 @@ def warm_up(settings: Settings, *, read_papers: bool = True) -> threading.Thread
 
     def run() -> None:
         try:
-            services = get_services(settings)
             services.store.bm25()
             services.embed_model.get_query_embedding("warm up")
             services.backend  # noqa: B018 - building it loads the model

@@ -268,9 +268,9 @@ def _print_answer(answer: Answer) -> None:
 @collection_option
 def stats(collection: str | None) -> None:
     """Show how many papers and chunks the collection holds."""
-    from rag.services import get_services
+    from rag.services import Services
 
-    store = get_services(_settings(collection=collection)).store
+    store = Services(_settings(collection=collection)).store
     s = store.stats()
     click.echo(
         f"collection: {store.name}\npapers: {s.papers}\nchunks: {s.chunks}\n"
@@ -319,11 +319,12 @@ def collections_rename(old: str, new: str) -> None:
 @collection_option
 def check(collection: str | None) -> None:
     """Verify the store: every paper has its chunks, BM25 matches Chroma, same embedding model."""
-    from rag.services import get_services
+    from rag.services import Services
+    from rag.store.check import check_store
 
     settings = _settings(collection=collection)
-    store = get_services(settings).store
-    result = store.verify(settings.embedding.model)
+    store = Services(settings).store
+    result = check_store(store, settings.embedding.model)
     click.echo(f"papers: {result.papers}\nchunks: {result.chunks}\nstore: {store.location}")
     for line in result.problems:
         click.echo(f"problem: {line}")
@@ -344,10 +345,10 @@ def warm(collection: str | None) -> None:
     """
     from tqdm import tqdm
 
-    from rag.services import get_services
+    from rag.services import Services
     from rag.warm import warm as warm_collection
 
-    services = get_services(_settings(backend="embedded", collection=collection))
+    services = Services(_settings(backend="embedded", collection=collection))
     with tqdm(total=services.store.stats().papers, unit="paper", desc="Reading", disable=None) as bar:
 
         def advance(done: int, total: int) -> None:
@@ -405,10 +406,10 @@ def config() -> None:
 @collection_option
 def serve(host: str | None, port: int | None, collection: str | None) -> None:
     """Open the chat page at http://127.0.0.1:7860 (Ctrl+C stops it)."""
-    from rag.services import get_services
+    from rag.services import Services
 
     settings = _serve_settings(host, port, collection)
-    get_services(settings).store  # noqa: B018 - an unknown collection fails here, before the page starts
+    Services(settings).store  # noqa: B018 - an unknown collection fails here, before the page starts
     _serve(settings)
 
 
@@ -419,11 +420,11 @@ def serve(host: str | None, port: int | None, collection: str | None) -> None:
 def start(host: str | None, port: int | None, collection: str | None) -> None:
     """Ingest the bundled sample if the default collection is empty, then open the chat page."""
     from ingest import ingest_path, sample_corpus
-    from rag.services import get_services
-    from rag.store.collections import DEFAULT
+    from rag.services import Services
+    from rag.store.names import DEFAULT
 
     settings = _serve_settings(host, port, collection)
-    store = get_services(settings).store  # an unknown collection fails here; default is made when missing
+    store = Services(settings).store  # an unknown collection fails here; default is made when missing
     if store.name == DEFAULT and store.collection.count() == 0:
         click.echo(ingest_path(sample_corpus(), settings=settings).summary())
     _serve(settings)
@@ -436,6 +437,7 @@ def _serve_settings(host: str | None, port: int | None, collection: str | None) 
 
 
 def _serve(settings: Any) -> None:
+    from rag.services import Services
     from ui.app import build_app, launch, warm_up
 
     conf = settings.serve
@@ -446,8 +448,9 @@ def _serve(settings: Any) -> None:
             "set PAPERCITE_SERVE__AUTH=user:password.",
             err=True,
         )
-    app = build_app(settings)
-    warm_up(settings)
+    services = Services(settings)
+    app = build_app(settings, services)
+    warm_up(services)
     click.echo(f"papercite is at http://{conf.host}:{conf.port} (Ctrl+C stops it)", err=True)
     launch(app, settings)
 

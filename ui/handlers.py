@@ -19,7 +19,7 @@ from ingest import ingest_path
 from rag.answer.ask import ask, ask_stream, clean_question
 from rag.errors import BadInput, IndexEmpty, PaperciteError, UnknownCollection
 from rag.export import SUFFIX, export
-from rag.services import Services, get_services
+from rag.services import Services
 from rag.settings import LLMSettings, Settings
 from rag.similar import similar
 from rag.store.collections import check_name, collection_names
@@ -77,6 +77,7 @@ class Handlers:
         self.default_llm = next(iter(choices), None)
         self.api_ask = _api_ask(self)
         self._by_collection: dict[str, Services] = {settings.store.collection: services}
+        self._by_llm: dict[tuple[str, str], Services] = {}
 
     def services_for(self, collection: str | None) -> Services:
         """The page's services for ``collection`` (its own when None): the same encoder and LLM, that store.
@@ -180,7 +181,10 @@ class Handlers:
         llm = self.choices.get(llm_label or "")
         if llm is None or llm == self.settings.llm:
             return services
-        return get_services(services.settings.model_copy(update={"llm": llm}))
+        key = (services.settings.store.collection, llm_label or "")
+        if key not in self._by_llm:
+            self._by_llm[key] = services.with_llm(services.settings.model_copy(update={"llm": llm}))
+        return self._by_llm[key]
 
     def similar_choices(self, last: Answer | None) -> Any:
         """The "More like this" menu: the papers of the chat's last answer."""

@@ -1,4 +1,22 @@
-"""``ask``: the one entry point the page, the CLI and the evals all use."""
+"""``ask`` and ``ask_stream``: the one entry point the page, the CLI and the evals all use.
+
+What ``ask_stream`` yields, in order (``answer.mode = one_prompt``):
+
+- one ``Reading``: the papers the model will read, numbered as the prompt numbers
+  them, each with its sentence that best matches the question. It comes once
+  retrieval and the steps before generation are done, before the model is asked
+  (a page shows the sources while the model reads). Not yielded when papercite
+  abstains without asking a model: then the abstention comes at once.
+- ``str`` pieces: the model's raw words as they come.
+- the ``Answer``, last. Its ``text`` is the checked version (invalid markers
+  removed, uncited sentences attributed), so a page should replace what it
+  streamed with it.
+
+With ``answer.mode = per_paper`` (:mod:`rag.answer.per_paper`): the ``Reading`` (the papers
+about to be read, one at a time), then one ``PaperReading`` as each paper's reading
+ends (its verdict, confidence and verified finding), then the ``Answer``. No ``str``
+pieces: a page shows each finding as it comes.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +28,14 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from rag.answer.context import best_sentences, continue_numbers
-from rag.answer.per_paper import answer_from_readings
+from rag.answer.judge import make_judge
+from rag.answer.per_paper import Asked, answer_from_readings
 from rag.answer.prompt import ABSTAIN_TEXT, build_messages
 from rag.answer.steps import POST_STEPS, PRE_STEPS, Draft, Parts, run_steps, says_not_covered
 from rag.errors import BadInput, EmptyQuestion, LLMUnavailable
 from rag.llm.backends import BackendLLM, stream_chat
 from rag.retrieve import retrieve_timed
-from rag.services import Services, get_services
+from rag.services import Services
 from rag.settings import Settings
 from rag.store.filters import Filters
 from rag.types import Answer, PaperReading, Reading, Source, Timings, Turn
@@ -64,34 +83,17 @@ def ask_stream(
     history: Answer | None = None,
     filters: Filters | None = None,
 ) -> Iterator[str | Reading | PaperReading | Answer]:
-    """Answer ``question`` from the collection, yielding what is known as soon as it is known.
-
-    In order (``answer.mode = one_prompt``):
-
-    - one ``Reading``: the papers the model will read, numbered as the prompt numbers
-      them, each with its sentence that best matches the question. It comes once
-      retrieval and the steps before generation are done, before the model is asked
-      (a page shows the sources while the model reads). Not yielded when papercite
-      abstains without asking a model: then the abstention comes at once.
-    - ``str`` pieces: the model's raw words as they come.
-    - the ``Answer``, last. Its ``text`` is the checked version (invalid markers
-      removed, uncited sentences attributed), so a page should replace what it
-      streamed with it.
-
-    With ``answer.mode = per_paper`` (:mod:`rag.answer.per_paper`): the ``Reading`` (the papers
-    about to be read, one at a time), then one ``PaperReading`` as each paper's reading
-    ends (its verdict, confidence and verified finding), then the ``Answer``. No ``str``
-    pieces: a page shows each finding as it comes.
-
-    Callers that want only the answer use :func:`ask`, which skips the rest.
+    """Answer ``question`` from the collection, yielding what is known as soon as it is known
+    (a ``Reading``, then ``str`` pieces or one ``PaperReading`` per paper read, then the ``Answer``:
+    see this module's docstring). :func:`ask` returns only the ``Answer``.
 
     Args:
         question: the question in plain language.
         settings: defaults to ``Settings()``.
         top_k: how many papers to put in the prompt; defaults to the setting.
         llm: a llama-index LLM to use instead of the configured backend.
-        services: the store, encoder and LLM to answer with; defaults to the shared
-            ones for ``settings`` (pass one to swap any part, e.g. in a test).
+        services: the store, encoder and LLM to answer with; built from ``settings`` when
+            None (pass one to reuse its loaded store, or to swap any part, e.g. in a test).
         history: the previous answer in the same chat: ``question`` is then a follow-up
             ("and which of them needs less memory?"). It is retrieved both alone and after
             the chat's last question the model read, and the prompt continues the chat's earlier turns word
@@ -107,7 +109,7 @@ def ask_stream(
         IndexEmpty: nothing has been ingested.
         LLMUnavailable: the backend cannot answer.
     """
-    services = services or get_services(settings or Settings())
+    services = services or Services(settings or Settings())
     settings = services.settings
     started = time.perf_counter()
     text = clean_question(question)
@@ -125,31 +127,35 @@ def ask_stream(
         yield replace(answer, mode=settings.answer.mode)
         return
     backend = services.backend if llm is None else BackendLLM.given(llm)
-    may_fall_back = llm is None and settings.llm.backend == "auto"
+    asked = Asked(backend, llm is None and settings.llm.backend == "auto", started, retrieval_s, filtered)
     if per_paper:
-        yield from answer_from_readings(
-            text,
-            draft.sources,
-            services,
-            backend,
-            conversation=conversation,
-            started=started,
-            retrieval=retrieval_s,
-            notice=filtered,
-            may_fall_back=may_fall_back,
-        )
-        return
+        yield from answer_from_readings(text, draft.sources, services, asked, conversation)
+    else:
+        yield from _one_prompt(draft, sources, parts, services, asked)
+
+
+def _one_prompt(
+    draft: Draft,
+    retrieved: list[Source],
+    parts: Parts,
+    services: Services,
+    asked: Asked,
+) -> Iterator[str | Reading | Answer]:
+    """The one-prompt path after the steps before generation: the shown papers, the model's words, the answer.
+
+    ``retrieved`` is what retrieval returned (the retry looks at how close it came).
+    """
+    text, conversation, settings = draft.question, draft.conversation, services.settings
+    backend, started, retrieval_s, filtered = asked.backend, asked.started, asked.retrieval, asked.notice
     numbered, context = continue_numbers(draft.sources, draft.context, conversation)
     draft = replace(draft, sources=numbered, context=context)
     yield Reading(text, tuple(draft.context), tuple(best_sentences(text, draft.context)))
 
     if settings.answer.judge:
-        from rag.answer.judge import make_judge
-
         parts.judge = make_judge(backend)
-    attempt = _Attempt(started, backend, may_fall_back=may_fall_back)
+    attempt = _Attempt(started, backend, may_fall_back=asked.may_fall_back)
     yield from attempt.run(build_messages(text, draft.context, conversation=conversation), services)
-    if _should_retry(attempt.raw, sources, settings):
+    if _should_retry(attempt.raw, retrieved, settings):
         attempt.raw = ""
         yield from attempt.run(build_messages(text, draft.context, insist=True, conversation=conversation), services)
     draft = run_steps(POST_STEPS, replace(draft, raw=attempt.raw), parts)

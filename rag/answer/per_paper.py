@@ -47,7 +47,7 @@ from rag.services import Services
 from rag.settings import ReadingSettings
 from rag.types import Answer, Citation, PaperReading, Reading, Sentence, Source, Timings, Turn
 
-__all__ = ["Reader", "answer_from_readings", "decide", "papers_to_read"]
+__all__ = ["Asked", "Reader", "answer_from_readings", "decide", "papers_to_read"]
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +215,17 @@ def _why(reading: PaperReading, cited: bool, top: float | None, conf: ReadingSet
     return f"not cited: the model is only {p} sure it answers (cited from {conf.accept:.2f})"
 
 
+@dataclass(frozen=True)
+class Asked:
+    """What :func:`rag.answer.ask.ask_stream` hands either answer path: the model, and when the question came."""
+
+    backend: BackendLLM
+    may_fall_back: bool  # auto mode: the embedded model answers when Ollama fails
+    started: float  # time.perf_counter() when the question came
+    retrieval: float  # seconds retrieval took
+    notice: str  # what the filters left out, or ""
+
+
 @dataclass
 class _Run:
     """One per-paper answer on its way: what :func:`answer_from_readings` yields and ends with."""
@@ -232,13 +243,8 @@ def answer_from_readings(
     question: str,
     sources: list[Source],
     services: Services,
-    backend: BackendLLM,
-    *,
+    asked: Asked,
     conversation: tuple[Turn, ...],
-    started: float,
-    retrieval: float,
-    notice: str,
-    may_fall_back: bool,
 ) -> Iterator[Reading | PaperReading | Answer]:
     """Read the papers worth reading one at a time, yielding each reading as it ends, then the ``Answer``.
 
@@ -257,12 +263,12 @@ def answer_from_readings(
     numbered, to_read = continue_numbers(sources, to_read, conversation)
     yield Reading(question, tuple(to_read), tuple(best_sentences(question, to_read)))
 
-    reader = Reader(services, backend, may_fall_back=may_fall_back)
-    run = _Run(question, numbered, started, retrieval, notice, [], {})
+    reader = Reader(services, asked.backend, may_fall_back=asked.may_fall_back)
+    run = _Run(question, numbered, asked.started, asked.retrieval, asked.notice, [], {})
     for source in to_read:
         reading = reader.read(source, question, previous if source.paper_id in cited_before else None)
         run.readings.append(reading)
-        run.shown_at[reading.number] = time.perf_counter() - started
+        run.shown_at[reading.number] = time.perf_counter() - asked.started
         yield reading
     unread = {s.number for s in to_read}
     run.readings += [

@@ -44,6 +44,7 @@ from llama_index.core.llms.custom import CustomLLM
 
 from rag.errors import LLMUnavailable
 from rag.llm.prefixes import PrefixStore
+from rag.loaded import loaded
 
 __all__ = ["EMBEDDED_MODELS", "EmbeddedLLM", "FifoLock", "GGUFSpec", "ensure_gguf"]
 
@@ -216,7 +217,6 @@ def _load(
 
     ``runtime`` is an xllamacpp built for this CPU (:mod:`rag.llm.runtime`), or None for the wheel.
     """
-    from rag.services import shared
 
     def load() -> _LoadedModel:
         try:
@@ -234,7 +234,7 @@ def _load(
         except Exception as exc:
             raise LLMUnavailable(f"Backend embedded cannot load {path}: {exc}.") from exc
 
-    return shared("weights", f"{path}|{n_ctx}|{threads}|{runtime}|{cache_mib}|{slots}", load)
+    return loaded("weights", f"{path}|{n_ctx}|{threads}|{runtime}|{cache_mib}|{slots}", load)
 
 
 def default_threads() -> int:

@@ -2,8 +2,8 @@
 
 Each chunk is a llama-index ``TextNode`` whose id is ``<paper_id>#<chunk_index>`` and
 whose metadata is a :class:`rag.store.chunks.ChunkRecord`. This module is the Chroma side;
-the BM25 side is :class:`rag.store.sparse.BM25Index` and the consistency check is
-:func:`rag.store.check.check_store`.
+the BM25 side is :class:`rag.store.sparse.BM25Index`; :func:`rag.store.check.check_store`
+checks the two against each other.
 
 The BM25 index is also rebuilt when it is missing, marked stale, or holds another
 number of chunks than Chroma: with a Chroma server, other papercite processes (each
@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag.errors import PaperciteError, StoreBusy, StoreError
+import numpy as np
+
+from rag.errors import PaperciteError, StoreBusy, StoreError, UnknownCollection
 from rag.settings import Settings
 from rag.store.chunks import ChunkRecord
-from rag.store.collections import DEFAULT, chroma_name, unknown
+from rag.store.names import DEFAULT, chroma_name, papercite_name
 from rag.store.sparse import BM25Index
 
 if TYPE_CHECKING:
@@ -34,10 +36,9 @@ if TYPE_CHECKING:
     from llama_index.core.schema import TextNode
     from llama_index.vector_stores.chroma import ChromaVectorStore
 
-    from rag.store.check import StoreCheck
     from rag.store.sparse import SparseRetriever
 
-__all__ = ["PaperState", "Store", "StoreStats", "open_client"]
+__all__ = ["PaperState", "Store", "StoreStats", "collection_names", "open_client", "unknown"]
 
 _PAGE = 2000  # rows per Chroma get(); keeps memory flat on large stores
 _RECOUNT_SECONDS = 5.0  # how stale bm25()'s view of Chroma's chunk count may be
@@ -74,6 +75,22 @@ def _hint(settings: Settings) -> str:
     if conf.chroma_host:
         return f"start it with `chroma run --path DIR --port {conf.chroma_port}`, or unset PAPERCITE_STORE__CHROMA_HOST"
     return "check that the directory is writable, or set PAPERCITE_DATA_DIR elsewhere"
+
+
+def collection_names(settings: Settings) -> list[str]:
+    """The names of the collections that exist, ``default`` first (also when it does not exist yet)."""
+    client, _ = open_client(settings)
+    names = {n for c in client.list_collections() if (n := papercite_name(c.name)) is not None}
+    return [DEFAULT, *sorted(names - {DEFAULT}, key=str.casefold)]
+
+
+def unknown(settings: Settings, name: str) -> UnknownCollection:
+    """The error for a collection ``name`` that does not exist, naming those that do."""
+    names = ", ".join(collection_names(settings))
+    return UnknownCollection(
+        f"No collection named {name!r}: the collections are {names}. Create it with "
+        f"`papercite ingest --collection {name} FILE`, or pick one of those."
+    )
 
 
 @dataclass(frozen=True)
@@ -134,7 +151,7 @@ class Store:
         except Exception as exc:  # chromadb raises many unrelated types here
             raise StoreError(f"Cannot open the store at {self.location}: {exc}; {_hint(settings)}.") from exc
         self.vector_store: ChromaVectorStore = ChromaVectorStore(chroma_collection=self.collection)
-        self.sparse = BM25Index(settings.data_dir / "bm25" / chroma, settings.retrieval.candidates, fetch=self.nodes)
+        self.sparse = BM25Index(settings.data_dir / "bm25" / chroma, fetch=self.nodes)
         self._counted_at = -math.inf
         self._count_lock = threading.Lock()
 
@@ -178,9 +195,15 @@ class Store:
         rows = self.collection.get(where={"chunk_index": 0}, include=["metadatas"], limit=limit)
         return [str(m.get("title", "")) for m in rows["metadatas"] or [] if m.get("title")]
 
+    def metadata(self) -> dict[str, Any]:
+        """The collection's metadata as stored now (another ``Store`` or process may have written it since
+        this one opened the collection)."""
+        fresh = self.client.get_collection(self.collection.name, embedding_function=None)  # type: ignore[arg-type]
+        return dict(fresh.metadata or {})
+
     def recorded_embedding_model(self) -> str | None:
         """The embedding model the stored vectors were made with, if any were stored."""
-        return (self.collection.metadata or {}).get("embedding_model")
+        return self.metadata().get("embedding_model")
 
     def check_embedding_model(self, configured: str) -> None:
         """Refuse to mix vectors of two models in one collection.
@@ -203,13 +226,13 @@ class Store:
 
     def _set_metadata(self, **values: Any) -> None:
         """Set keys of the collection's metadata, keeping the others (Chroma's ``modify`` replaces it whole)."""
-        self.collection.modify(metadata={**(self.collection.metadata or {}), **values})
+        self.collection.modify(metadata={**self.metadata(), **values})
 
     # -- filters --------------------------------------------------------------------
 
     def sources(self) -> list[str]:
         """The names of the files the collection's papers were read from, as ``--source`` takes them."""
-        return sorted(json.loads((self.collection.metadata or {}).get(_SOURCES) or "[]"), key=str.casefold)
+        return sorted(json.loads(self.metadata().get(_SOURCES) or "[]"), key=str.casefold)
 
     def add_sources(self, names: Iterable[str]) -> None:
         """Record more file names among :meth:`sources`."""
@@ -227,7 +250,7 @@ class Store:
         Raises:
             StoreBusy: an ingest is writing to this data directory.
         """
-        if (self.collection.metadata or {}).get(_FILTER_FIELDS):
+        if self.metadata().get(_FILTER_FIELDS):
             return
         with nullcontext() if locked else self.writing():
             sources: set[str] = set()
@@ -245,10 +268,8 @@ class Store:
             self.add_sources(sources - {""})
             self._set_metadata(**{_FILTER_FIELDS: 1})
 
-    def passing(self, retriever: SparseRetriever, where: dict[str, Any]) -> SparseRetriever:
-        """``retriever`` restricted to the chunks that pass ``where`` (the same filter dense retrieval applies)."""
-        import numpy as np
-
+    def passing(self, retriever: SparseRetriever, where: dict[str, Any]) -> np.ndarray:
+        """Which of ``retriever``'s chunks pass ``where`` (the same filter dense retrieval applies), as its mask."""
         key = json.dumps(where, sort_keys=True)
         mask = retriever.masks.get(key)  # kept with the index it indexes: a rebuilt index starts afresh
         if mask is None:
@@ -261,7 +282,7 @@ class Store:
             if len(retriever.masks) >= _MASKS:
                 retriever.masks.pop(next(iter(retriever.masks)))
             retriever.masks[key] = mask
-        return retriever.only(mask)
+        return mask
 
     @contextmanager
     def writing(self) -> Iterator[None]:
@@ -377,9 +398,3 @@ class Store:
             self._counted_at = time.monotonic()
             # A rebuild while an ingest still writes must not clear its stale mark.
             return self.sparse.current(chunks, self.chunk_pages, clear_mark=not self.ingest_running())
-
-    def verify(self, configured_model: str) -> StoreCheck:
-        """Check this store against itself and ``configured_model`` (see :func:`rag.store.check.check_store`)."""
-        from rag.store.check import check_store
-
-        return check_store(self, configured_model)

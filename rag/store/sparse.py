@@ -109,12 +109,12 @@ class SparseRetriever(BaseRetriever):
             mask[order[at[ordered[at] == ids]]] = True
         return mask
 
-    def only(self, allowed: np.ndarray) -> SparseRetriever:
-        """This index with hits taken only among the ``allowed`` chunks (before the top k is chosen)."""
-        narrowed = SparseRetriever(
-            self.bm25, self.chunk_ids, self.versions, self._fetch, self.similarity_top_k, allowed
-        )
+    def narrowed(self, top_k: int, allowed: np.ndarray | None = None) -> SparseRetriever:
+        """This index returning at most ``top_k`` hits, taken only among the ``allowed`` chunks when given
+        (before the top k is chosen). The top k is the asker's: one index serves every retrieval setting."""
+        narrowed = SparseRetriever(self.bm25, self.chunk_ids, self.versions, self._fetch, top_k, allowed)
         narrowed._sorted = self._sorted
+        narrowed.masks = self.masks
         return narrowed
 
     @classmethod
@@ -285,11 +285,12 @@ def _node_page(nodes: Sequence[BaseNode]) -> dict[str, list[Any]]:
 class BM25Index:
     """The persisted BM25 index of one collection, and the retriever loaded from it."""
 
-    def __init__(self, path: Path, top_k: int, fetch: Fetch) -> None:
+    def __init__(self, path: Path, fetch: Fetch, top_k: int = 100) -> None:
         """Args:
         path: the index's directory (``<data_dir>/bm25/<collection>``).
-        top_k: how many hits the retriever returns at most.
         fetch: reads chunks by id from the collection, for the retriever's hits.
+        top_k: how many hits the loaded retriever returns at most; a retrieval asks for its own
+            number with :meth:`SparseRetriever.narrowed`.
         """
         self.path = path
         self.top_k = top_k
