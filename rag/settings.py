@@ -207,6 +207,11 @@ class LLMSettings(_Section):
         return host.rstrip("/")
 
 
+#: The steps of the one-prompt answer path that ``answer.skip`` may switch off (``rag.answer.steps.STEP_NAMES``
+#: less those that always run; tests/test_steps.py keeps the two lists the same).
+SkippableStep = Literal["gate", "name_gate", "select_context", "retry", "tidy", "verify", "judge", "decide"]
+
+
 class AnswerSettings(_Section):
     """How answers are written and checked (the steps are in ``rag.answer.steps``)."""
 
@@ -218,11 +223,11 @@ class AnswerSettings(_Section):
         "had the higher mean of precision, recall, not-covered abstention and 1 - wrongful abstention over both "
         "dev sets (0.875 against 0.778); on the frozen test sets it scored lower (docs/eval/README.md).",
     )
-    skip: tuple[str, ...] = Field(
+    skip: tuple[SkippableStep, ...] = Field(
         (),
-        description="Steps of the answer path to switch off, by name (gate, select_context, retry, tidy, "
-        "verify, judge, decide), e.g. '[\"gate\"]'. For measuring what each step is worth; "
-        "resolve_markers and compose always run.",
+        description="Steps of the answer path to switch off, by name (gate, name_gate, select_context, retry, "
+        "tidy, verify, judge, decide), e.g. '[\"gate\"]'; another name is an error. For measuring what each "
+        "step is worth; resolve_markers and compose always run.",
     )
     unsupported: Literal["remove", "mark"] = Field(
         "remove",

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rag.answer.citations import CITE
-from rag.answer.context import question_words, word_stem
+from rag.answer.context import question_words
+from rag.answer.policy import stem
 from rag.types import Answer, PaperReading, Reading, Sentence, Source
 
 __all__ = [
@@ -39,7 +40,7 @@ def highlight(passage: str, question: str) -> str:
     out = []
     for i, piece in enumerate(_WORD.split(passage)):
         escaped = html.escape(piece)
-        out.append(f"<mark>{escaped}</mark>" if i % 2 and word_stem(piece) in stems else escaped)
+        out.append(f"<mark>{escaped}</mark>" if i % 2 and stem(piece) in stems else escaped)
     return "".join(out)
 
 

@@ -26,6 +26,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from rag.answer.citations import split_sentences
+from rag.answer.policy import SEVERAL, STOPWORDS, stem
 from rag.types import Source, Turn
 
 if TYPE_CHECKING:
@@ -33,20 +34,12 @@ if TYPE_CHECKING:
 
     from rag.settings import RetrievalSettings
 
-__all__ = ["asks_for_several", "best_sentences", "choose_context", "continue_numbers", "question_words", "word_stem"]
-
-# "Which papers ...", "What methods ...", "Are there studies ...", "any work on ...": the
-# question wants every paper that answers, not the one best paper.
-_SEVERAL = re.compile(
-    r"\b(which|what|any|are there|list|name)\b(\s+\w+){0,3}?\s+"
-    r"(papers|works|studies|articles|approaches|methods|models|systems|techniques|benchmarks|datasets)\b",
-    re.IGNORECASE,
-)
+__all__ = ["asks_for_several", "best_sentences", "choose_context", "continue_numbers", "question_words"]
 
 
 def asks_for_several(question: str) -> bool:
     """The question asks for several papers ("Which papers ...?"), not one finding."""
-    return bool(_SEVERAL.search(question))
+    return bool(SEVERAL.search(question))
 
 
 def choose_context(
@@ -155,30 +148,12 @@ def _in_order(sentences: Sequence[str], kept: set[int]) -> str:
 
 # -- the sentence the page highlights ------------------------------------------------
 
-_STOPWORDS = frozenset(
-    """about above after again against also among and any are because been before being
-    between both but can could did does doing done during each few for from further had has
-    have having her here hers his how into its itself just more most much not now off once
-    only other our out over own paper papers same she should some such than that the their
-    them then there these they this those through too under until use used uses using very
-    was way were what when where which while who whom why will with would you your study
-    studies work works propose proposed show shows approach method methods""".split()
-)
 _WORD = re.compile(r"\w+")
-
-
-def word_stem(word: str) -> str:
-    """``word`` lower-cased, a plural ending cut ("transforms" ~ "transform", "studies" ~ "study")."""
-    word = word.lower()
-    for suffix in ("ies", "es", "s"):
-        if len(word) > 4 and word.endswith(suffix):
-            return word[: -len(suffix)] + ("y" if suffix == "ies" else "")
-    return word
 
 
 def question_words(question: str) -> set[str]:
     """The question's content words, stemmed: what a page highlights, and what best sentences share."""
-    return {word_stem(w) for w in _WORD.findall(question) if len(w) >= 3 and w.lower() not in _STOPWORDS}
+    return {stem(w) for w in _WORD.findall(question) if len(w) >= 3 and w.lower() not in STOPWORDS}
 
 
 def best_sentences(question: str, sources: Sequence[Source]) -> list[str]:
@@ -199,7 +174,7 @@ def best_sentences(question: str, sources: Sequence[Source]) -> list[str]:
     """
     wanted = question_words(question)
     split = [split_sentences(" ".join(s.passages)) for s in sources]
-    held = [[wanted & {word_stem(w) for w in _WORD.findall(t)} for t in sentences] for sentences in split]
+    held = [[wanted & {stem(w) for w in _WORD.findall(t)} for t in sentences] for sentences in split]
     total = sum(map(len, split))
     counts = {w: sum(w in words for sentences in held for words in sentences) for w in wanted}
     weight = {w: math.log(1 + total / n) for w, n in counts.items() if n}

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from rag.answer.citations import MARKER, is_abstention, marker_numbers, resolve_markers, split_sentences, tidy_layout
 from rag.answer.context import choose_context
 from rag.answer.judge import Judge
+from rag.answer.policy import NAME, QUESTION_WORDS
 from rag.answer.prompt import ABSTAIN_TEXT
 from rag.answer.verify import VerifyConfig, verify_sentences
 from rag.settings import Settings
@@ -117,32 +118,6 @@ def gate(draft: Draft, parts: Parts) -> Draft:
     return draft
 
 
-_NAME = re.compile(r"(?<![\w-])([A-Za-z][\w\-.]*[A-Za-z0-9])")
-_QUESTION_WORDS = frozenset(
-    (
-        "What",
-        "Which",
-        "Who",
-        "Whom",
-        "Whose",
-        "When",
-        "Where",
-        "Why",
-        "How",
-        "Does",
-        "Do",
-        "Did",
-        "Is",
-        "Are",
-        "Can",
-        "Could",
-        "Should",
-        "Would",
-        "Will",
-    )
-)
-
-
 def name_gate(draft: Draft, parts: Parts) -> Draft:
     """Abstain without generating when the question names something no stored abstract contains.
 
@@ -153,10 +128,10 @@ def name_gate(draft: Draft, parts: Parts) -> Draft:
     part alone ("H2-blocker" describes a drug an abstract calls an "H2-receptor antagonist").
     """
     missing = []
-    for i, word in enumerate(_NAME.findall(draft.question)):
+    for i, word in enumerate(NAME.findall(draft.question)):
         word = word.removesuffix("'s").rstrip(".")
         capitalised = i > 0 and word[:1].isupper() and word[1:].islower() and len(word) > 2
-        if not (_mixed(word) or capitalised) or word in _QUESTION_WORDS:
+        if not (_mixed(word) or capitalised) or word in QUESTION_WORDS:
             continue
         spellings = [word.removesuffix("s") if capitalised else word]
         if "-" in word:

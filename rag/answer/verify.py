@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from rag.answer.citations import MARKER, marker_numbers, split_sentences
+from rag.answer.policy import COMMON_NUMBERS, NUMBER_WORDS, STOPWORDS, stem
 from rag.types import Sentence, Source
 
 __all__ = ["Evidence", "VerifyConfig", "evidence_in", "verify_sentences"]
@@ -43,14 +44,7 @@ Embed = Callable[[list[str]], list[list[float]]]
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:,\d{3})*(?:\.\d+)?")
 _TOKEN = re.compile(r"(?<![\w.-])[A-Za-z0-9^][\w\-^{}]*[A-Za-z0-9}]")  # never from inside "2.5-fold"
 _NUMBER_WITH_UNIT = re.compile(r"^\d+(?:\.\d+)?(?:x|k|m|b|kb|mb|gb|ms|s|h|d|st|nd|rd|th|fold|bit|d)?$", re.IGNORECASE)
-_NUMBER_WORDS = {
-    w: str(i)
-    for i, w in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-        "seventeen eighteen nineteen twenty".split()
-    )
-}
-_NUMBER_WORD = re.compile(r"\b(" + "|".join(_NUMBER_WORDS) + r")\b", re.IGNORECASE)
+_NUMBER_WORD = re.compile(r"\b(" + "|".join(NUMBER_WORDS) + r")\b", re.IGNORECASE)
 _LIST_ITEM = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*•])\s+")
 
 
@@ -120,7 +114,7 @@ class _Abstract:
         self.lower = text.lower()
         self.squashed = re.sub(r"[\s\-^{}]", "", self.lower)
         self.numbers = {_canonical(n) for n in _NUMBER.findall(text)}
-        self.numbers |= {_NUMBER_WORDS[w.lower()] for w in _NUMBER_WORD.findall(text)}
+        self.numbers |= {NUMBER_WORDS[w.lower()] for w in _NUMBER_WORD.findall(text)}
         self.initials = _initials(text)
         self.content = _content(text)
         self.sentences = [source.title, *split_sentences(source.abstract or " ".join(source.passages))]
@@ -204,13 +198,9 @@ def verify_sentences(
     return checked
 
 
-#: Numbers most abstracts hold by chance: p-value cut-offs and round shares.
-_COMMON_NUMBERS = frozenset({"0.05", "0.01", "0.001", "0.0001", "0.1", "0.5", "100"})
-
-
 def _weak(number: str) -> bool:
     """A number that says little about which paper it came from: one digit, or a common cut-off."""
-    return ("." not in number and len(number) < 2) or number in _COMMON_NUMBERS
+    return ("." not in number and len(number) < 2) or number in COMMON_NUMBERS
 
 
 def _reports_a_number(body: str, sentence: Sentence, papers: dict[int, _Abstract]) -> bool:
@@ -223,24 +213,13 @@ def _reports_a_number(body: str, sentence: Sentence, papers: dict[int, _Abstract
     return any(papers[c].holds(n, True) for n in specific for c in sentence.citations)
 
 
-_STOPWORDS = frozenset(
-    """a about above after again against all also am an and any are as at be because been before
-    being below between both but by can could did do does doing down during each few for from further had has have
-    having he her here hers him his how i if in into is it its itself just me more most my no nor not now of off on
-    once only or other our out over own same she should so some such than that the their them then there these they
-    this those through to too under until up very was we were what when where which while who whom why will with
-    would you your yes paper papers study studies work works abstract abstracts research collection authors author
-    found find show shows showed report reported reports result results use used using""".split()
-)
-
-
 def _content(text: str) -> set[str]:
-    """A text's content words, each cut to its first six letters (a crude stem: "reduces" ~ "reduced")."""
+    """A text's content words, stemmed and cut to their first six letters ("reduces" ~ "reduced")."""
     words = set()
     for word in re.findall(r"[a-z][a-z\-]+", text.lower()):
         for part in word.split("-"):
-            if len(part) >= 3 and part not in _STOPWORDS:
-                words.add(part[:6])
+            if len(part) >= 3 and part not in STOPWORDS:
+                words.add(stem(part)[:6])
     return words
 
 
