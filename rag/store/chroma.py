@@ -254,8 +254,7 @@ class Store:
             return
         with nullcontext() if locked else self.writing():
             sources: set[str] = set()
-            offset = 0
-            while (rows := self.collection.get(limit=_PAGE, offset=offset, include=["metadatas"]))["ids"]:
+            for rows in self.pages(("metadatas",)):
                 ids, fields = [], []
                 for chunk_id, meta in zip(rows["ids"], rows["metadatas"] or []):
                     if (record := ChunkRecord.read(meta)) is not None:
@@ -264,7 +263,6 @@ class Store:
                         sources.add(fields[-1]["source"])
                 if ids:
                     self.collection.update(ids=ids, metadatas=fields)  # type: ignore[arg-type]
-                offset += len(rows["ids"])
             self.add_sources(sources - {""})
             self._set_metadata(**{_FILTER_FIELDS: 1})
 
@@ -273,11 +271,7 @@ class Store:
         key = json.dumps(where, sort_keys=True)
         mask = retriever.masks.get(key)  # kept with the index it indexes: a rebuilt index starts afresh
         if mask is None:
-            ids: list[str] = []
-            offset = 0
-            while (rows := self.collection.get(where=where, limit=_PAGE * 10, offset=offset, include=[]))["ids"]:
-                ids.extend(rows["ids"])
-                offset += len(rows["ids"])
+            ids = self.collection.get(where=where, include=[])["ids"]  # one read, ids only
             mask = retriever.mask(np.array(ids, dtype=bytes))
             if len(retriever.masks) >= _MASKS:
                 retriever.masks.pop(next(iter(retriever.masks)))
@@ -330,11 +324,20 @@ class Store:
         return states
 
     def pages(self, include: Sequence[str] = ("metadatas",)) -> Iterator[dict[str, Any]]:
-        """Every stored chunk, ``_PAGE`` rows at a time (Chroma ``get`` results), so memory stays flat."""
-        offset = 0
-        while (rows := self.collection.get(limit=_PAGE, offset=offset, include=list(include)))["ids"]:  # type: ignore[arg-type]
-            yield dict(rows)
-            offset += len(rows["ids"])
+        """Every stored chunk, ``_PAGE`` rows at a time (Chroma ``get`` results), so memory stays flat.
+
+        The ids are listed first, in one read (about 40 MB at a million chunks), then read by id a
+        page at a time, each page in the order listed. Chroma finds rows by id through its index;
+        paging by ``offset`` re-read every row before the offset, so a page cost more the further
+        in it started and a BM25 build at 1M chunks took 26 minutes. A chunk deleted meanwhile is
+        left out; one added meanwhile is not read.
+        """
+        ids = self.collection.get(include=[])["ids"]
+        for start in range(0, len(ids), _PAGE):
+            wanted = ids[start : start + _PAGE]
+            rows = self.collection.get(ids=wanted, include=list(include))  # type: ignore[arg-type]
+            if rows["ids"]:
+                yield _in_order(dict(rows), wanted)
 
     def delete_papers(self, paper_ids: Iterable[str]) -> None:
         """Remove every chunk of the given papers."""
@@ -398,3 +401,13 @@ class Store:
             self._counted_at = time.monotonic()
             # A rebuild while an ingest still writes must not clear its stale mark.
             return self.sparse.current(chunks, self.chunk_pages, clear_mark=not self.ingest_running())
+
+
+def _in_order(rows: dict[str, Any], ids: Sequence[str]) -> dict[str, Any]:
+    """Chroma ``get`` results re-ordered to follow ``ids`` (ids it did not return are left out)."""
+    at = {chunk_id: i for i, chunk_id in enumerate(rows["ids"])}
+    order = [at[i] for i in ids if i in at]
+    if order == list(range(len(rows["ids"]))):
+        return rows
+    columns = ("ids", "documents", "metadatas", "embeddings", "uris", "data")
+    return {k: [v[i] for i in order] if k in columns and v is not None else v for k, v in rows.items()}
