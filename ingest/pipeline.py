@@ -11,12 +11,19 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from llama_index.core import Document
+from llama_index.core.node_parser import SentenceSplitter
+from llama_index.core.schema import MetadataMode
+from tqdm import tqdm
+
 from ingest.papers import Paper, Problem
 from ingest.readers import read_papers
+from ingest.zotero import collection_name, read_zotero, zotero_collections
 from rag.embedding import word_pieces
 from rag.services import Services
 from rag.settings import Settings
@@ -25,7 +32,6 @@ from rag.store.chunks import ChunkRecord, source_of
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-    from llama_index.core.node_parser import SentenceSplitter
     from llama_index.core.schema import TextNode
 
 
@@ -104,8 +110,6 @@ def ingest_zotero_collections(
     Raises:
         BadInput: the file is not a Zotero library.
     """
-    from ingest.zotero import collection_name, read_zotero, zotero_collections
-
     read = read_zotero(path)
     reports = []
     for zotero_name, origins in sorted(zotero_collections(path).items()):
@@ -185,7 +189,6 @@ def chunk_papers(papers: Iterable[Paper], services: Services) -> tuple[list[Text
 
 
 def _splitter(services: Services) -> SentenceSplitter:
-    from llama_index.core.node_parser import SentenceSplitter
 
     conf = services.settings.embedding
     # Count in the embedding model's own word pieces, so no chunk (title included)
@@ -198,7 +201,6 @@ def _splitter(services: Services) -> SentenceSplitter:
 
 
 def _chunk(papers: Iterable[Paper], splitter: SentenceSplitter) -> tuple[list[TextNode], list[Problem]]:
-    from llama_index.core import Document
 
     nodes: list[TextNode] = []
     problems: list[Problem] = []
@@ -236,9 +238,6 @@ def _embed_and_store(nodes: list[TextNode], services: Services, progress: Progre
     stored whole or not at all, as before: a kill loses only batches not yet written,
     whose papers the next ingest finds incomplete and writes again whole.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from llama_index.core.schema import MetadataMode
 
     embed_model, store = services.embed_model, services.store
     batch = services.settings.store.batch_size
@@ -282,7 +281,6 @@ def _progress_callback(progress: Progress | bool, total: int) -> Progress:
         return progress
     if not progress or total < 64:
         return lambda done, total: None
-    from tqdm import tqdm
 
     bar = tqdm(total=total, unit="chunk", desc="Embedding", file=sys.stderr, leave=False)
 

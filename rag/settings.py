@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rag.errors import BadInput
 
 __all__ = [
     "AnswerSettings",
@@ -373,8 +375,6 @@ class ServeSettings(_Section):
             return None
         user, sep, password = self.auth.get_secret_value().partition(":")
         if not sep or not user or not password:
-            from rag.errors import BadInput
-
             raise BadInput("PAPERCITE_SERVE__AUTH must look like user:password (both non-empty).")
         return user, password
 
@@ -419,10 +419,6 @@ def load_settings(**overrides: object) -> Settings:
         BadInput: a setting has a value papercite cannot use; the message names the
             environment variable and what it accepts.
     """
-    from pydantic import ValidationError
-
-    from rag.errors import BadInput
-
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:

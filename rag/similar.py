@@ -10,6 +10,8 @@ from __future__ import annotations
 import difflib
 from typing import TYPE_CHECKING
 
+from llama_index.core.vector_stores.utils import metadata_dict_to_node
+
 from rag.errors import BadInput, IndexEmpty
 from rag.retrieve import ScoredChunk, group_by_paper, with_abstracts
 from rag.services import Services
@@ -70,8 +72,6 @@ def similar(
         BadInput: no stored paper has that title (see :func:`find_paper`).
         IndexEmpty: nothing has been ingested.
     """
-    from llama_index.core.vector_stores.utils import metadata_dict_to_node
-
     services = services or Services(settings or Settings())
     store = services.store
     paper = find_paper(store, title)

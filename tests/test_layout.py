@@ -141,3 +141,22 @@ def test_functions_stay_readable() -> None:
                 if is_function and node.end_lineno and node.end_lineno - node.lineno + 1 > 60:
                     long.append(f"{path.relative_to(ROOT)}:{node.name}")
     assert long == []
+
+
+def test_imports_inside_functions_are_only_heavy_or_optional_ones_and_say_so() -> None:
+    # A function-level import hides a dependency from the reader; only a heavy or optional
+    # third-party module may wait until it is needed, with a comment on the line saying why.
+    hidden = []
+    for package in ("rag", "ingest"):
+        for path in (ROOT / package).rglob("*.py"):
+            lines = path.read_text().splitlines()
+            for func in ast.walk(ast.parse(path.read_text())):
+                if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    continue
+                for node in ast.walk(func):
+                    if isinstance(node, (ast.Import, ast.ImportFrom)):
+                        module = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
+                        project = (module or "").split(".")[0] in PACKAGES
+                        if project or "#" not in lines[node.lineno - 1]:
+                            hidden.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert hidden == []

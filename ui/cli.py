@@ -409,8 +409,9 @@ def serve(host: str | None, port: int | None, collection: str | None) -> None:
     from rag.services import Services
 
     settings = _serve_settings(host, port, collection)
-    Services(settings).store  # noqa: B018 - an unknown collection fails here, before the page starts
-    _serve(settings)
+    services = Services(settings)
+    services.store  # noqa: B018 - an unknown collection fails here, before the page starts
+    _serve(settings, services)
 
 
 @cli.command()
@@ -424,10 +425,11 @@ def start(host: str | None, port: int | None, collection: str | None) -> None:
     from rag.store.names import DEFAULT
 
     settings = _serve_settings(host, port, collection)
-    store = Services(settings).store  # an unknown collection fails here; default is made when missing
+    services = Services(settings)
+    store = services.store  # an unknown collection fails here; default is made when missing
     if store.name == DEFAULT and store.collection.count() == 0:
-        click.echo(ingest_path(sample_corpus(), settings=settings).summary())
-    _serve(settings)
+        click.echo(ingest_path(sample_corpus(), services=services).summary())
+    _serve(settings, services)
 
 
 def _serve_settings(host: str | None, port: int | None, collection: str | None) -> Any:
@@ -436,8 +438,7 @@ def _serve_settings(host: str | None, port: int | None, collection: str | None) 
     return settings.updated(serve=update) if update else settings
 
 
-def _serve(settings: Any) -> None:
-    from rag.services import Services
+def _serve(settings: Any, services: Any) -> None:
     from ui.app import build_app, launch, warm_up
 
     conf = settings.serve
@@ -448,7 +449,6 @@ def _serve(settings: Any) -> None:
             "set PAPERCITE_SERVE__AUTH=user:password.",
             err=True,
         )
-    services = Services(settings)
     app = build_app(settings, services)
     warm_up(services)
     click.echo(f"papercite is at http://{conf.host}:{conf.port} (Ctrl+C stops it)", err=True)

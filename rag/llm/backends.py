@@ -7,15 +7,21 @@ third-party clients (ollama, openai, httpx) are imported here and nowhere else i
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+import ollama
 from llama_index.core.base.llms.types import ChatMessage, ChatResponse
 from llama_index.core.llms import LLM
+from llama_index.llms.openai_like import OpenAILike
 
 from rag.errors import BadInput, LLMUnavailable, PaperciteError
+from rag.llm.embedded import EMBEDDED_MODELS, EmbeddedLLM, default_threads, ensure_gguf
+from rag.llm.ollama import LogprobOllama
 from rag.llm.runtime import Choice, choose_runtime, cpu_flags, wheel_version
 from rag.settings import LLMSettings, Settings
 
@@ -53,8 +59,6 @@ class BackendLLM:
 
 def ollama_has_model(host: str, model: str, timeout: float = 2.0) -> bool:
     """True when an Ollama server answers at ``host`` and serves ``model``."""
-    import ollama
-
     try:
         listed = ollama.Client(host=host, timeout=timeout).list()
     except Exception:  # noqa: BLE001 - any failure means "not usable", which is all auto mode asks
@@ -71,10 +75,6 @@ def llm_choices(settings: Settings) -> dict[str, LLMSettings]:
     installed, every model the Ollama server lists, and the OpenAI-compatible server
     when one is configured. Nothing is loaded; Ollama is asked with a short timeout.
     """
-    import importlib.util
-
-    from rag.llm.embedded import EMBEDDED_MODELS
-
     conf = settings.llm
     choices: dict[str, LLMSettings] = {}
     host = conf.resolved_ollama_host()
@@ -108,8 +108,6 @@ def _embedded_name(name: str) -> str:
 
 
 def _ollama_models(host: str, timeout: float = 2.0) -> list[str]:
-    import ollama
-
     try:
         return sorted(m.model for m in ollama.Client(host=host, timeout=timeout).list().models if m.model)
     except Exception:  # noqa: BLE001 - not running or not reachable: no Ollama choices
@@ -142,8 +140,6 @@ def build_llm(settings: Settings) -> BackendLLM:
 
 
 def _ollama(settings: Settings) -> BackendLLM:
-    from rag.llm.ollama import LogprobOllama
-
     conf = settings.llm
     host = conf.resolved_ollama_host()
     llm = LogprobOllama(
@@ -159,8 +155,6 @@ def _ollama(settings: Settings) -> BackendLLM:
 
 
 def _embedded(settings: Settings) -> BackendLLM:
-    from rag.llm.embedded import EMBEDDED_MODELS, EmbeddedLLM, default_threads, ensure_gguf
-
     conf = settings.llm
     name = conf.embedded_model
     if name in EMBEDDED_MODELS:
@@ -207,8 +201,6 @@ def models_dir(settings: Settings) -> Path:
 
 
 def _openai(settings: Settings) -> BackendLLM:
-    from llama_index.llms.openai_like import OpenAILike
-
     conf = settings.llm
     if not conf.openai_base_url:
         raise BadInput(
@@ -250,11 +242,6 @@ class ReadingLLMs:
 def reading_llms(backend: BackendLLM, max_tokens: int, top_logprobs: int) -> ReadingLLMs:
     """Copies of ``backend``'s llama-index LLM set up for a reading: a one-token verdict with its
     log-probabilities, and a finding of up to ``max_tokens`` (the same loaded model, not another)."""
-    from llama_index.llms.openai_like import OpenAILike
-
-    from rag.llm.embedded import EmbeddedLLM
-    from rag.llm.ollama import LogprobOllama
-
     llm = backend.llm
     if (set_up := getattr(llm, "for_reading", None)) is not None:  # an LLM that wraps another (the evals' replay)
         return set_up(max_tokens, top_logprobs)  # type: ignore[no-any-return]
@@ -305,8 +292,6 @@ def stream_chat(backend: BackendLLM, messages: Sequence[ChatMessage]) -> Iterato
 
 
 def _describe(exc: Exception) -> str:
-    import httpx
-
     if isinstance(exc, httpx.TimeoutException) or "timeout" in type(exc).__name__.lower():
         return "timed out"
     if isinstance(exc, (httpx.ConnectError, ConnectionError)) or "connect" in type(exc).__name__.lower():

@@ -44,6 +44,7 @@ from llama_index.core.llms.custom import CustomLLM
 
 from rag.errors import LLMUnavailable
 from rag.llm.prefixes import PrefixStore
+from rag.llm.runtime import load_xllamacpp
 from rag.loaded import loaded
 
 __all__ = ["EMBEDDED_MODELS", "EmbeddedLLM", "FifoLock", "GGUFSpec", "ensure_gguf"]
@@ -181,8 +182,6 @@ class _LoadedModel:
     def __init__(
         self, path: Path, n_ctx: int, threads: int, runtime: Path | None, cache_mib: int, slots: Path | None
     ) -> None:
-        from rag.llm.runtime import load_xllamacpp
-
         xllamacpp = load_xllamacpp(runtime)
         params = xllamacpp.CommonParams()
         params.model.path = str(path)

@@ -249,7 +249,7 @@ def load_xllamacpp(path: Path | None) -> ModuleType:
     Only the first import decides: a process that already imported xllamacpp keeps that one.
     """
     if "xllamacpp" in sys.modules or path is None:
-        import xllamacpp
+        import xllamacpp  # optional: the `embedded` extra; a CPU build may be loaded in its place
 
         return xllamacpp
     package = path / "xllamacpp"

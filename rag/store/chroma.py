@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from filelock import FileLock, Timeout
+from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
 from rag.errors import PaperciteError, StoreBusy, StoreError, UnknownCollection
 from rag.settings import Settings
@@ -54,8 +56,8 @@ def open_client(settings: Settings) -> tuple[ClientAPI, str]:
     Raises:
         StoreError: the directory or server cannot be opened.
     """
-    import chromadb
-    from chromadb.config import Settings as ChromaSettings
+    import chromadb  # heavy: about a second to import; only what opens a store pays it
+    from chromadb.config import Settings as ChromaSettings  # heavy, as above
 
     conf = settings.store
     chroma_settings = ChromaSettings(anonymized_telemetry=False)
@@ -132,7 +134,7 @@ class Store:
             BadInput: the name cannot name a collection.
             StoreError: the directory or server cannot be opened.
         """
-        from llama_index.vector_stores.chroma import ChromaVectorStore
+        from llama_index.vector_stores.chroma import ChromaVectorStore  # heavy: imports chromadb
 
         self.settings = settings
         self.name = settings.store.collection
@@ -164,8 +166,6 @@ class Store:
 
     def ingest_running(self) -> bool:
         """True when an ingest (in this process or another) holds :attr:`ingest_lock`."""
-        from filelock import FileLock, Timeout
-
         if not self.ingest_lock.exists():
             return False
         try:
@@ -288,8 +288,6 @@ class Store:
         Raises:
             StoreBusy: another process (or thread) holds it.
         """
-        from filelock import FileLock, Timeout
-
         self.ingest_lock.parent.mkdir(parents=True, exist_ok=True)
         lock = FileLock(self.ingest_lock, timeout=0)
         try:
@@ -352,16 +350,12 @@ class Store:
 
     def iter_nodes(self) -> Iterator[TextNode]:
         """Every stored chunk as a ``TextNode`` (text and metadata, no vector), page by page."""
-        from llama_index.core.vector_stores.utils import metadata_dict_to_node
-
         for rows in self.pages(("documents", "metadatas")):
             for text, meta in zip(rows["documents"] or [], rows["metadatas"] or []):
                 yield metadata_dict_to_node(dict(meta), text=text)  # type: ignore[misc]
 
     def nodes(self, ids: Sequence[str]) -> dict[str, TextNode]:
         """The stored chunks with these ids, by id, read from Chroma (ids not stored are left out)."""
-        from llama_index.core.vector_stores.utils import metadata_dict_to_node
-
         found = {}
         ids = list(ids)
         for start in range(0, len(ids), _PAGE):  # one get() of many ids exceeds SQLite's limit on variables
