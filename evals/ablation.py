@@ -1,7 +1,7 @@
 """``papercite eval --ablate``: what each step of the answer path is worth, one step off at a time.
 
 Every row answers the same questions through ``rag.ask`` with one step of
-``rag.answer.steps`` switched off (``answer.skip``). Generations go through a
+``rag.answer.steps`` switched off (``tuning.checks.skip``). Generations go through a
 :class:`~evals.replay.ReplayLLM`, so a row generates only the prompts no earlier
 row made: switching off a step after generation costs no generation at all, and a
 step before it (the gates, context selection) generates only for the questions it
@@ -78,8 +78,8 @@ def run_ablation(
     rows: dict[str, dict[str, dict[str, float | None]]] = {}
     for off in (None, *(s for s in ABLATED if steps is None or s in steps)):
         row = "all steps" if off is None else f"no {off}"
-        skip = (*settings.answer.skip, off) if off else settings.answer.skip
-        conf = settings.updated(answer={"skip": skip})
+        skip = (*settings.tuning.checks.skip, off) if off else settings.tuning.checks.skip
+        conf = settings.updated(tuning={"checks": {"skip": skip}})
         rows[row] = {}
         for name, questions in parts.items():
             run = run_answers(questions, conf, key=key, llm=llm, abstracts=abstracts, split=name, log=lambda _: None)

@@ -64,7 +64,7 @@ def _readings(record: dict[str, Any], read_margin: float, quote: bool = False) -
     paper, unless the question asks for several), and the titles of the gold ones among them.
 
     With ``quote``, a finding rejected for restating the question counts as supported: the
-    product then shows the abstract's own sentence instead (``reading.quote_restated``).
+    product then shows the abstract's own sentence instead (``tuning.reading.quote_restated``).
     """
     rows = [r for r in record.get("readings") or [] if r["verdict"] != "unread"]
     best = max((r.get("similarity") or 0.0 for r in rows), default=0.0)

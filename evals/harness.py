@@ -355,7 +355,7 @@ def run_retrieval(
     keyed by ``key(paper_id, title)`` (the paper id by default). Each retriever returns 3x ``depth`` chunks so that at
     least ``depth`` papers are ranked.
     """
-    services = Services(settings.updated(retrieval={"candidates": depth * 3}))
+    services = Services(settings.updated(tuning={"retrieval": {"candidates": depth * 3}}))
     hybrid = hybrid_retriever(services)
     modes = {"dense": hybrid.dense, "bm25": hybrid.sparse, "hybrid": hybrid}
     results: dict[str, dict[str, float]] = {}

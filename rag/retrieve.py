@@ -150,7 +150,7 @@ class HybridRetriever(BaseRetriever):
 def hybrid_retriever(services: Services, where: dict[str, Any] | None = None) -> HybridRetriever:
     """The hybrid (dense + BM25) retriever over ``services``' store with its encoder and retrieval settings;
     ``where`` filters both sides before they rank (a Chroma filter, e.g. ``Filters.where()``)."""
-    return HybridRetriever.over(services.store, services.embed_model, services.settings.retrieval, where)
+    return HybridRetriever.over(services.store, services.embed_model, services.settings.tuning.retrieval, where)
 
 
 def group_by_paper(chunks: Sequence[NodeWithScore], top_papers: int, chunks_per_paper: int) -> list[Source]:
@@ -193,7 +193,7 @@ def retrieve_timed(
 ) -> tuple[list[Source], float, str]:
     """Like :func:`retrieve`, also returning the seconds it took and the filter's notice ("" if none)."""
     started = time.perf_counter()
-    conf = services.settings.retrieval
+    conf = services.settings.tuning.retrieval
     notice = check_filters(filters, services.store) if filters is not None else ""
     where = filters.where() if filters is not None else None
     retriever = hybrid_retriever(services, where)
@@ -208,7 +208,7 @@ def retrieve_timed(
             f"The collection {store.name!r} at {store.location} is empty: run `papercite ingest{flag} --sample` "
             f"for the bundled papers, or `papercite ingest{flag} FILE`."
         )
-    sources = group_by_paper(chunks, top_k or conf.top_papers, conf.chunks_per_paper)
+    sources = group_by_paper(chunks, top_k or services.settings.answer.top_papers, conf.chunks_per_paper)
     return with_abstracts(sources, chunks, services.store), time.perf_counter() - started, notice
 
 
@@ -276,7 +276,7 @@ def retrieve(
 
     Args:
         question: the question in plain language.
-        top_k: how many papers to return; defaults to ``settings.retrieval.top_papers``.
+        top_k: how many papers to return; defaults to ``settings.answer.top_papers``.
         previous: the question before this one in the same chat, when this one follows it up.
         filters: only papers that pass (years, author, source file); the top k are k that pass.
         settings: defaults to ``Settings()`` (environment and defaults).

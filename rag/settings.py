@@ -10,6 +10,7 @@ with the effective values.
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -85,9 +86,8 @@ class EmbeddingSettings(_Section):
 
 
 class RetrievalSettings(_Section):
-    """Hybrid retrieval: dense (Chroma) and BM25, fused by reciprocal rank."""
+    """Tuning: hybrid retrieval (dense and BM25, fused by reciprocal rank) and what the one-prompt path shows."""
 
-    top_papers: int = Field(5, ge=1, le=50, description="Papers whose text goes into the prompt.")
     chunks_per_paper: int = Field(1, ge=1, description="Best chunks of each paper sent to the LLM.")
     context_margin: float = Field(
         0.12,
@@ -209,37 +209,20 @@ class LLMSettings(_Section):
         return host.rstrip("/")
 
 
-#: The steps of the one-prompt answer path that ``answer.skip`` may switch off (``rag.answer.steps.STEP_NAMES``
+#: The steps of the one-prompt answer path that ``tuning.checks.skip`` may switch off (``rag.answer.steps.STEP_NAMES``
 #: less those that always run; tests/test_steps.py keeps the two lists the same).
 SkippableStep = Literal["gate", "name_gate", "select_context", "retry", "tidy", "verify", "judge", "decide"]
 
 
-class AnswerSettings(_Section):
-    """How answers are written and checked (the steps are in ``rag.answer.steps``)."""
+class CheckSettings(_Section):
+    """Tuning: how the one-prompt path's answers are checked (the steps are in ``rag.answer.steps``), and which
+    steps run."""
 
-    mode: AnswerMode = Field(
-        "per_paper",
-        description="per_paper: the model reads each retrieved abstract on its own, says whether it answers "
-        "and what it reports, and its own confidence decides what is cited (rag/answer/per_paper.py; settings under "
-        "reading). one_prompt: every shown abstract in one prompt, one answer, then verification. per_paper "
-        "had the higher mean of precision, recall, not-covered abstention and 1 - wrongful abstention over both "
-        "dev sets (0.875 against 0.778); on the frozen test sets it scored lower (docs/eval/README.md).",
-    )
     skip: tuple[SkippableStep, ...] = Field(
         (),
         description="Steps of the answer path to switch off, by name (gate, name_gate, select_context, retry, "
         "tidy, verify, judge, decide), e.g. '[\"gate\"]'; another name is an error. For measuring what each "
         "step is worth; resolve_markers and compose always run.",
-    )
-    unsupported: Literal["remove", "mark"] = Field(
-        "remove",
-        description="What to do with a sentence no retrieved abstract supports: remove it (an answer "
-        "with nothing supported abstains), or show it marked as unsupported.",
-    )
-    judge: bool = Field(
-        False,
-        description="Also ask the LLM, as a judge with a fixed yes/no prompt, whether each sentence's "
-        "cited abstracts support it. Slow: seconds per sentence.",
     )
     move_margin: float = Field(
         0.15,
@@ -269,9 +252,9 @@ class AnswerSettings(_Section):
 
 
 class ReadingSettings(_Section):
-    """The per-paper path (``answer.mode = per_paper``): which papers are read, what a reading needs to be cited."""
+    """Tuning: the per-paper path (``answer.mode = per_paper``): which papers are read, what a reading needs to be
+    cited."""
 
-    max_papers: int = Field(5, ge=1, le=50, description="Most papers read for one question, in retrieval order.")
     read_margin: float = Field(
         0.12,
         ge=0,
@@ -333,6 +316,35 @@ class ReadingSettings(_Section):
     top_logprobs: int = Field(
         10, ge=1, le=20, description="Alternatives per token asked of the backend, to read P(YES) from."
     )
+
+
+class AnswerSettings(_Section):
+    """How papercite answers: which path, how many papers, what happens to a sentence no abstract supports."""
+
+    mode: AnswerMode = Field(
+        "per_paper",
+        description="per_paper: the model reads each retrieved abstract on its own, says whether it answers "
+        "and what it reports, and its own confidence decides what is cited (rag/answer/per_paper.py; settings under "
+        "tuning.reading). one_prompt: every shown abstract in one prompt, one answer, then verification. per_paper "
+        "had the higher mean of precision, recall, not-covered abstention and 1 - wrongful abstention over both "
+        "dev sets (0.875 against 0.778); on the frozen test sets it scored lower (docs/eval/README.md).",
+    )
+    top_papers: int = Field(
+        5, ge=1, le=50, description="Papers retrieved for a question (and shown to the model in one_prompt mode)."
+    )
+    max_papers: int = Field(
+        5, ge=1, le=50, description="per_paper: most papers read for one question, in retrieval order."
+    )
+    unsupported: Literal["remove", "mark"] = Field(
+        "remove",
+        description="What to do with a sentence no retrieved abstract supports: remove it (an answer "
+        "with nothing supported abstains), or show it marked as unsupported.",
+    )
+    judge: bool = Field(
+        False,
+        description="Also ask the LLM, as a judge with a fixed yes/no prompt, whether each sentence's "
+        "cited abstracts support it. Slow: seconds per sentence.",
+    )
     warm_on_serve: int = Field(
         200,
         ge=0,
@@ -340,6 +352,17 @@ class ReadingSettings(_Section):
         "papers ahead of questions when it starts (as `papercite warm` does), so later questions cost only their "
         "own tokens; 0: never.",
     )
+
+
+class TuningSettings(_Section):
+    """Knobs: every threshold and switch chosen by measuring on the dev sets (each description says how).
+
+    Set them to experiment or to measure a step's worth; the defaults are what the measurements chose.
+    """
+
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    checks: CheckSettings = Field(default_factory=CheckSettings)
+    reading: ReadingSettings = Field(default_factory=ReadingSettings)
 
 
 class ServeSettings(_Section):
@@ -395,17 +418,15 @@ class Settings(BaseSettings):
     )
     store: StoreSettings = Field(default_factory=StoreSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
-    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     answer: AnswerSettings = Field(default_factory=AnswerSettings)
-    reading: ReadingSettings = Field(default_factory=ReadingSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
+    tuning: TuningSettings = Field(default_factory=TuningSettings)
 
     def updated(self, **sections: dict[str, Any]) -> Settings:
-        """A copy with some fields of some sections changed, e.g. ``settings.updated(llm={"backend": "embedded"})``."""
-        return self.model_copy(
-            update={name: getattr(self, name).model_copy(update=values) for name, values in sections.items()}
-        )
+        """A copy with some fields of some sections changed, e.g. ``settings.updated(llm={"backend": "embedded"})``
+        or ``settings.updated(tuning={"reading": {"accept": 0.4}})``."""
+        return _merged(self, sections)
 
     def cache_key(self) -> str:
         """A string that changes whenever any setting does; keys the loaded services."""
@@ -419,9 +440,45 @@ def load_settings(**overrides: object) -> Settings:
         BadInput: a setting has a value papercite cannot use; the message names the
             environment variable and what it accepts.
     """
+    unknown = sorted(n for n in os.environ if n.upper().startswith("PAPERCITE_") and n.upper() not in _known())
+    if unknown:
+        raise BadInput(f"{unknown[0]} is not a papercite setting{_instead(unknown[0])}; `papercite config` lists them.")
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
         name = "PAPERCITE_" + "__".join(str(part).upper() for part in first["loc"])
         raise BadInput(f"{name}={first.get('input')!r} is not valid: {first['msg']}.") from exc
+
+
+def _merged(model: Any, values: dict[str, Any]) -> Any:
+    """``model`` with ``values`` set, a nested dict updating the nested section it names."""
+    update = {
+        name: _merged(getattr(model, name), value) if isinstance(value, dict) else value
+        for name, value in values.items()
+    }
+    return model.model_copy(update=update)
+
+
+#: PAPERCITE_ variables that are not settings: the browser test's Chromium and its screenshot.
+_NOT_SETTINGS = frozenset({"PAPERCITE_CHROMIUM", "PAPERCITE_SCREENSHOT"})
+
+
+def _known(model: type[BaseModel] = Settings, prefix: str = "PAPERCITE_") -> set[str]:
+    """Every environment variable that sets something: each section's and each field's, upper-cased."""
+    names = set(_NOT_SETTINGS)
+    for name, field in model.model_fields.items():
+        names.add(f"{prefix}{name.upper()}")
+        if isinstance(field.annotation, type) and issubclass(field.annotation, _Section):
+            names |= _known(field.annotation, f"{prefix}{name.upper()}__")
+    return names
+
+
+def _instead(name: str) -> str:
+    """What to set instead of an unknown variable: where a moved setting went, or the closest name."""
+    upper, known = name.upper(), _known()
+    field = upper.rsplit("__", 1)[-1]
+    rest = upper.removeprefix("PAPERCITE_")
+    moved = [f"PAPERCITE_TUNING__{rest}", f"PAPERCITE_TUNING__CHECKS__{field}", f"PAPERCITE_ANSWER__{field}"]
+    close = [n for n in moved if n in known] or difflib.get_close_matches(upper, sorted(known), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""

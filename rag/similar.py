@@ -78,7 +78,7 @@ def similar(
     own = store.collection.get(where={"paper_id": paper}, include=["embeddings"])
     hits = store.collection.query(
         query_embeddings=list(own["embeddings"]),  # type: ignore[arg-type]
-        n_results=services.settings.retrieval.candidates,
+        n_results=services.settings.tuning.retrieval.candidates,
         where={"paper_id": {"$ne": paper}},
         include=["distances", "documents", "metadatas"],
     )

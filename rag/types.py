@@ -74,7 +74,7 @@ class PaperReading:
         paper_id: the paper's stable id.
         title: the paper's title.
         verdict: ``yes`` (this abstract answers the question: the model's confidence reaches
-            ``reading.accept``, or, from a backend with no log-probabilities, its reply's first
+            ``tuning.reading.accept``, or, from a backend with no log-probabilities, its reply's first
             word is YES), ``no``, or ``unread`` (too far below the best paper in retrieval).
         confidence: the model's probability that the abstract answers (its YES against its NO,
             from the first token's log-probabilities); None when the backend gives none

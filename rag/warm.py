@@ -112,7 +112,7 @@ def warm(
             f"`papercite ingest --collection {store.name} FILE`."
         )
     backend = services.backend
-    llms = reading_llms(backend, 1, services.settings.reading.top_logprobs)
+    llms = reading_llms(backend, 1, services.settings.tuning.reading.top_logprobs)
     kept_on: PrefixStore | None = getattr(backend.llm, "prefix_store", None)
     if not llms.keeps_prefixes or kept_on is None:
         raise BadInput(

@@ -19,7 +19,7 @@ def test_retrieve_ranks_the_expected_paper_first(sample_settings: Any) -> None:
     sources = retrieve(QUESTION, settings=sample_settings)
     assert sources[0].title == WAVEMIX
     assert [s.number for s in sources] == list(range(1, len(sources) + 1))
-    assert len(sources) == sample_settings.retrieval.top_papers
+    assert len(sources) == sample_settings.answer.top_papers
     assert len({s.paper_id for s in sources}) == len(sources)
     assert all(s.passages for s in sources)
 
@@ -115,9 +115,7 @@ def _number_of(answer: Answer, title: str) -> int:
 
 
 def test_a_name_cited_to_the_wrong_paper_is_moved_and_the_answer_says_so(sample_settings: Any, scripted: Any) -> None:
-    show_all = sample_settings.model_copy(
-        update={"retrieval": sample_settings.retrieval.model_copy(update={"context_margin": 1.0})}
-    )
+    show_all = sample_settings.updated(tuning={"retrieval": {"context_margin": 1.0}})
     wrong = next(s.number for s in retrieve(QUESTION, settings=show_all) if s.title != WAVEMIX)
     scripted.enqueue(f"Its blocks use a 2D-DWT and set benchmarks on EMNIST [{wrong}].")
     answer = ask(QUESTION, settings=show_all, llm=scripted)
@@ -185,9 +183,7 @@ def test_an_abstention_despite_a_close_abstract_is_retried_once(sample_settings:
     assert second[-1].content == first[-1].content and second[0].content == SYSTEM_PROMPT_ANSWER
     assert ABSTAIN_TEXT in first[0].content and ABSTAIN_TEXT not in SYSTEM_PROMPT_ANSWER
 
-    no_retry = sample_settings.model_copy(
-        update={"answer": sample_settings.answer.model_copy(update={"retry_similarity": 1.01})}
-    )
+    no_retry = sample_settings.updated(tuning={"checks": {"retry_similarity": 1.01}})
     scripted.enqueue("The collection does not cover this question.")
     assert ask(QUESTION, settings=no_retry, llm=scripted).abstained
     assert len(scripted.history) == 3

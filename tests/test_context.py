@@ -47,7 +47,7 @@ def _sources(similarities: tuple[float, ...]) -> list[Source]:
 
 
 def _conf(sample_settings: Any, **update: Any) -> Any:
-    return sample_settings.updated(retrieval=update).retrieval
+    return sample_settings.updated(tuning={"retrieval": update}).tuning.retrieval
 
 
 @pytest.fixture

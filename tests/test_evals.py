@@ -387,7 +387,7 @@ def test_per_paper_eval_records_each_reading_and_the_calibrator_replays_the_deci
         ("wavelet",),
     )
     settings = sample_settings.updated(
-        answer={"mode": "per_paper"}, reading={"max_papers": 2, "read_margin": 1.0, "accept": 0.4}
+        answer={"mode": "per_paper", "max_papers": 2}, tuning={"reading": {"read_margin": 1.0, "accept": 0.4}}
     )
     scripted.enqueue(("YES", 0.45), "YES\nWaveMix uses a two-dimensional discrete wavelet transform.", ("NO", 0.1))
     run = run_answers([question], settings, llm=scripted, log=lambda line: None)

@@ -125,7 +125,7 @@ def test_every_paper_retrieved_passes_the_filter(settings: Settings, filters: Fi
 def test_the_filter_applies_before_ranking_so_top_k_papers_all_pass(settings: Settings) -> None:
     # Each retriever returns 3 candidates only: filtering after ranking would leave nothing, as
     # the 3 nearest chunks to an attention question are all 2018 papers.
-    narrow = settings.updated(retrieval={"candidates": 3})
+    narrow = settings.updated(tuning={"retrieval": {"candidates": 3}})
     unfiltered = retrieve(QUESTION, top_k=3, settings=narrow)
     assert all(s.year == 2018 for s in unfiltered)
     filtered = retrieve(QUESTION, top_k=3, filters=Filters(since=2023), settings=narrow)

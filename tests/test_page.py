@@ -270,7 +270,7 @@ def test_per_paper_findings_arrive_one_paper_at_a_time(
     data_dir = tmp_path_factory.mktemp("per-paper") / "data"
     shutil.copytree(sample_store, data_dir)
     settings = Settings(data_dir=data_dir, llm={"backend": "embedded"}).updated(
-        answer={"mode": "per_paper"}, reading={"max_papers": 3, "read_margin": 1.0}
+        answer={"mode": "per_paper", "max_papers": 3}, tuning={"reading": {"read_margin": 1.0}}
     )
     model = SteppedLLM().enqueue(("YES", 0.9), f"YES\n{WAVELET_FINDING}", ("NO", 0.2), ("NO", 0.1))
     app = build_app(settings, Services(settings, llm=model))

@@ -35,7 +35,9 @@ WAVEMIX_FINDING = "YES\nWaveMix uses a multi-level two-dimensional discrete wave
 @pytest.fixture
 def per_paper(sample_settings: Any) -> Any:
     """The sample store's settings in per-paper mode, reading at most two papers."""
-    return sample_settings.updated(answer={"mode": "per_paper"}, reading={"max_papers": 2, "read_margin": 1.0})
+    return sample_settings.updated(
+        answer={"mode": "per_paper", "max_papers": 2}, tuning={"reading": {"read_margin": 1.0}}
+    )
 
 
 def _reading(number: int, confidence: float | None, *, supported: bool = True, verdict: str = "yes") -> PaperReading:
@@ -132,8 +134,9 @@ def test_first_word_verdicts_cite_every_supported_yes() -> None:
 def test_papers_far_below_the_best_are_not_read_unless_several_are_asked_for() -> None:
     sources = [Source(i, f"p{i}", f"T{i}", ("x",), 0.1, sim) for i, sim in enumerate((0.7, 0.65, 0.4), start=1)]
     conf = ReadingSettings(read_margin=0.12)
-    assert [s.number for s in papers_to_read(sources, conf, several=False)] == [1, 2]
-    assert [s.number for s in papers_to_read(sources, conf, several=True)] == [1, 2, 3]
+    assert [s.number for s in papers_to_read(sources, conf, several=False, most=5)] == [1, 2]
+    assert [s.number for s in papers_to_read(sources, conf, several=True, most=5)] == [1, 2, 3]
+    assert [s.number for s in papers_to_read(sources, conf, several=True, most=2)] == [1, 2]
 
 
 # -- the whole path over the sample store ------------------------------------------------------
@@ -185,7 +188,7 @@ def test_nothing_passing_is_an_abstention(per_paper: Any, scripted: Any) -> None
 def test_a_finding_that_restates_the_question_is_replaced_by_the_abstracts_own_sentence(
     per_paper: Any, scripted: Any
 ) -> None:
-    settings = per_paper.updated(reading={"quote_restated": True, "max_papers": 1})
+    settings = per_paper.updated(answer={"max_papers": 1}, tuning={"reading": {"quote_restated": True}})
     question = "Which vision model blends picture patches through a lossless, parameter-free frequency split?"
     restated = "YES\nIt blends picture patches through a lossless, parameter-free frequency split."
     scripted.enqueue(("YES", 0.8), restated)

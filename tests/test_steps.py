@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import replace
+from typing import get_args
 
 import pytest
 from llama_index.core.base.embeddings.base import BaseEmbedding
@@ -18,7 +19,7 @@ from pydantic import ValidationError
 from rag.answer import per_paper, steps
 from rag.answer.prompt import ABSTAIN_TEXT
 from rag.answer.readings import parse_finding, yes_probability
-from rag.settings import ReadingSettings, Settings
+from rag.settings import ReadingSettings, Settings, SkippableStep
 from rag.types import PaperReading, Source
 
 WAVEMIX = Source(
@@ -125,8 +126,8 @@ def test_compose_joins_the_shown_sentences_and_abstains_on_no_citation(parts: st
 def test_papers_to_read_keeps_the_best_and_those_close_to_it_unless_several_are_asked() -> None:
     conf = ReadingSettings()
     far = replace(GPIPE, similarity=WAVEMIX.similarity - conf.read_margin - 0.01)  # type: ignore[operator]
-    assert per_paper.papers_to_read([WAVEMIX, far], conf, several=False) == [WAVEMIX]
-    assert per_paper.papers_to_read([WAVEMIX, far], conf, several=True) == [WAVEMIX, far]
+    assert per_paper.papers_to_read([WAVEMIX, far], conf, several=False, most=5) == [WAVEMIX]
+    assert per_paper.papers_to_read([WAVEMIX, far], conf, several=True, most=5) == [WAVEMIX, far]
 
 
 def _reading(number: int, confidence: float, supported: bool = True) -> PaperReading:
@@ -160,9 +161,8 @@ def test_a_finding_drops_its_opener_and_keeps_whole_sentences() -> None:
 
 
 def test_a_step_name_that_does_not_exist_is_refused() -> None:
-    skippable = {
-        name for name in steps.STEP_NAMES if name not in {"retrieve", "generate", "resolve_markers", "compose"}
-    }
-    assert Settings(answer={"skip": sorted(skippable)}).answer.skip
+    always = {"retrieve", "generate", "resolve_markers", "compose"}
+    assert set(get_args(SkippableStep)) == {name for name in steps.STEP_NAMES if name not in always}
+    assert Settings(tuning={"checks": {"skip": ["gate", "verify"]}}).tuning.checks.skip == ("gate", "verify")
     with pytest.raises(ValidationError, match="skip"):
-        Settings(answer={"skip": ["verfy"]})
+        Settings(tuning={"checks": {"skip": ["verfy"]}})

@@ -57,8 +57,8 @@ def three_papers(tmp_path: Path, sample_settings: Settings) -> Settings:
     """A data directory holding three short papers, the embedded model's files shared with the sample store's."""
     settings = Settings(data_dir=tmp_path / "warm").updated(
         llm={"backend": "embedded", "prompt_cache_mib": 0, "models_dir": models_dir(sample_settings)},
-        answer={"mode": "per_paper"},
-        reading={"read_margin": 0.0, "max_papers": 1},
+        answer={"mode": "per_paper", "max_papers": 1},
+        tuning={"reading": {"read_margin": 0.0}},
     )
     ingest_papers(PAPERS, settings=settings, source="test", progress=False)
     return settings

@@ -203,7 +203,7 @@ def _side_column(
             top_k = gr.Slider(
                 1,
                 15,
-                value=settings.retrieval.top_papers,
+                value=settings.answer.top_papers,
                 step=1,
                 label="Papers to retrieve",
                 elem_id="pc-top-k",
@@ -311,7 +311,7 @@ def launch(app: gr.Blocks, settings: Settings, *, port: int | None = None, block
 def warm_up(services: Services, *, read_papers: bool = True) -> threading.Thread:
     """Load the page's embedding model, BM25 and LLM in the background, so the first question is not slow.
 
-    In per-paper mode, with the embedded model, a collection of at most ``reading.warm_on_serve``
+    In per-paper mode, with the embedded model, a collection of at most ``answer.warm_on_serve``
     papers is then read ahead of questions (``papercite warm``), unless ``read_papers`` is False.
     """
 
@@ -332,8 +332,8 @@ def warm_up(services: Services, *, read_papers: bool = True) -> threading.Thread
 
 def _reads_ahead(services: Services) -> bool:
     """Whether the page reads its collection ahead: per-paper mode, a model that keeps what it reads,
-    and a collection small enough to read in minutes (``reading.warm_on_serve``)."""
+    and a collection small enough to read in minutes (``answer.warm_on_serve``)."""
     conf = services.settings
     if conf.answer.mode != "per_paper" or getattr(services.backend.llm, "prefix_store", None) is None:
         return False
-    return 0 < services.store.stats().papers <= conf.reading.warm_on_serve
+    return 0 < services.store.stats().papers <= conf.answer.warm_on_serve

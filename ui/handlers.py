@@ -292,7 +292,7 @@ def _api_ask(handlers: Handlers) -> Callable[..., dict[str, Any]]:
 
     def api_ask(
         question: str,
-        top_k: int = settings.retrieval.top_papers,
+        top_k: int = settings.answer.top_papers,
         collection: str | None = None,
         since: int | None = None,
         until: int | None = None,

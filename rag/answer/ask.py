@@ -172,7 +172,8 @@ def _should_retry(raw: str, sources: list[Source], settings: Settings) -> bool:
     """Small models abstain when an abstract plainly answers; a chunk this close means the
     question is likely covered, so it is asked once more without the way out."""
     best = max((s.similarity for s in sources if s.similarity is not None), default=0.0)
-    return "retry" not in settings.answer.skip and best >= settings.answer.retry_similarity and says_not_covered(raw)
+    checks = settings.tuning.checks
+    return "retry" not in checks.skip and best >= checks.retry_similarity and says_not_covered(raw)
 
 
 def _answer(draft: Draft, timings: Timings, attempt: _Attempt | None = None, *, notice: str = "") -> Answer:

@@ -52,16 +52,16 @@ __all__ = ["Asked", "Reader", "answer_from_readings", "decide", "papers_to_read"
 log = logging.getLogger(__name__)
 
 
-def papers_to_read(sources: Sequence[Source], conf: ReadingSettings, *, several: bool) -> list[Source]:
+def papers_to_read(sources: Sequence[Source], conf: ReadingSettings, *, several: bool, most: int) -> list[Source]:
     """The retrieved papers worth reading, in rank order: the best one always, then those within
-    ``read_margin`` (cosine) of it, or every one when the question asks for several papers."""
+    ``read_margin`` (cosine) of it, or every one when the question asks for several papers; ``most`` at most."""
     best = max((s.similarity for s in sources if s.similarity is not None), default=0.0)
     chosen = [
         s
         for i, s in enumerate(sources)
         if i == 0 or several or (s.similarity is not None and s.similarity >= best - conf.read_margin)
     ]
-    return chosen[: conf.max_papers]
+    return chosen[:most]
 
 
 class Reader:
@@ -70,13 +70,13 @@ class Reader:
 
     def __init__(self, services: Services, backend: BackendLLM, *, may_fall_back: bool) -> None:
         self.services = services
-        self.conf = services.settings.reading
+        self.conf = services.settings.tuning.reading
         self.backend = backend
         self.may_fall_back = may_fall_back and backend.label.startswith("ollama:")
         self.notice = ""
         self.llms = self._llms(backend)
-        answer = services.settings.answer
-        self.verify = VerifyConfig(answer.move_margin, answer.min_support, answer.echo_words)
+        checks = services.settings.tuning.checks
+        self.verify = VerifyConfig(checks.move_margin, checks.min_support, checks.echo_words)
 
     def _llms(self, backend: BackendLLM) -> ReadingLLMs:
         return reading_llms(backend, self.conf.max_tokens, self.conf.top_logprobs)
@@ -253,12 +253,12 @@ def answer_from_readings(
     a paper the chat cited is read with the earlier question beside the new one, so "it"
     resolves, and a paper new to the chat with the new question alone, as a new topic is).
     """
-    conf = services.settings.reading
+    conf = services.settings.tuning.reading
     several = asks_for_several(question)
     previous = conversation[-1].question if conversation else None
     earlier = [s for t in conversation[-1:] for s in t.shown]
     cited_before = {s.paper_id for t in conversation for s in t.shown}
-    to_read = papers_to_read(sources, conf, several=several)
+    to_read = papers_to_read(sources, conf, several=several, most=services.settings.answer.max_papers)
     to_read += [s for s in earlier if s.paper_id not in {r.paper_id for r in to_read}]
     numbered, to_read = continue_numbers(sources, to_read, conversation)
     yield Reading(question, tuple(to_read), tuple(best_sentences(question, to_read)))

@@ -59,7 +59,7 @@ QUESTION_WORDS = frozenset(
 )
 #: "Which papers ...", "What methods ...", "Are there studies ...", "any work on ...": the question wants
 #: every paper that answers, not the one best paper (the per-paper path lists every passing reading,
-#: within ``reading.several_margin``). Written by hand; not measured on its own.
+#: within ``tuning.reading.several_margin``). Written by hand; not measured on its own.
 SEVERAL = re.compile(
     r"\b(which|what|any|are there|list|name)\b(\s+\w+){0,3}?\s+"
     r"(papers|works|studies|articles|approaches|methods|models|systems|techniques|benchmarks|datasets)\b",

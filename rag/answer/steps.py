@@ -6,7 +6,7 @@
 ``rag.answer.ask.ask_stream`` runs them in that order on one :class:`Draft`. Retrieval
 and generation live in ``rag.retrieve`` and ``rag.answer.ask`` (generation streams); the
 other steps are here. Every step can be switched off by name
-(``PAPERCITE_ANSWER__SKIP='["gate"]'``) except ``resolve_markers`` and ``compose``,
+(``PAPERCITE_TUNING__CHECKS__SKIP='["gate"]'``) except ``resolve_markers`` and ``compose``,
 without which a citation could name an unretrieved paper or an answer cite nothing.
 Switching steps off in turn is how the ablation table in ``docs/eval/`` measures what
 each one is worth. ``judge`` does nothing unless asked for (``PAPERCITE_ANSWER__JUDGE=true``):
@@ -112,7 +112,7 @@ class Step:
 def gate(draft: Draft, parts: Parts) -> Draft:
     """Abstain without generating when no retrieved chunk is close to the question at all."""
     best = max((s.similarity for s in draft.sources if s.similarity is not None), default=None)
-    floor = parts.settings.retrieval.min_similarity
+    floor = parts.settings.tuning.retrieval.min_similarity
     if best is None or best < floor:
         return draft.abstain(f"no chunk reaches cosine {floor:.2f} (best {best if best is None else round(best, 2)})")
     return draft
@@ -150,7 +150,7 @@ def _mixed(word: str) -> bool:
 
 def select_context(draft: Draft, parts: Parts) -> Draft:
     """The papers and text the prompt shows, chosen for this question (``rag.answer.context``)."""
-    sources, context = choose_context(draft.question, draft.sources, parts.embed_model, parts.settings.retrieval)
+    sources, context = choose_context(draft.question, draft.sources, parts.embed_model, parts.settings.tuning.retrieval)
     return replace(draft, sources=sources, context=context)
 
 
@@ -187,7 +187,7 @@ def tidy(draft: Draft, parts: Parts) -> Draft:
 
 def verify(draft: Draft, parts: Parts) -> Draft:
     """Check every sentence against the abstract it cites; move or reject citations (``rag.answer.verify``)."""
-    conf = parts.settings.answer
+    conf = parts.settings.tuning.checks
     # Checked against the papers the model was shown: it can have read nothing else.
     sentences = verify_sentences(
         draft.text,
@@ -292,7 +292,7 @@ STEP_NAMES = ("retrieve", *(s.name for s in PRE_STEPS), "generate", "retry", *(s
 
 def run_steps(steps: Sequence[Step], draft: Draft, parts: Parts) -> Draft:
     """Run ``steps`` in order, skipping those switched off in settings; stop once the draft abstains."""
-    skip = set(parts.settings.answer.skip)
+    skip = set(parts.settings.tuning.checks.skip)
     for step in steps:
         if draft.abstained:
             break
