@@ -15,9 +15,23 @@ from pathlib import Path
 from typing import Any
 
 import click
+from tqdm import tqdm
 
+from ingest import ingest_path, sample_corpus
+from ingest.pipeline import ingest_zotero_collections
+from ingest.zotero import find_zotero_library
+from rag import ask_stream
 from rag.errors import BadInput, IndexEmpty, LLMUnavailable, PaperciteError, StoreError
+from rag.export import export
+from rag.llm.backends import embedded_runtime, models_dir
+from rag.llm.runtime import best_variant, build_runtime, cpu_flags, wheel_version, worth_building
+from rag.services import Services
+from rag.similar import similar as rag_similar
+from rag.store.check import check_store
+from rag.store.collections import delete_collection, list_collections, rename_collection
+from rag.store.names import DEFAULT
 from rag.types import Answer, PaperReading
+from rag.warm import warm as warm_collection
 from ui.measure import bench, eval_command
 from ui.options import LLM_BACKENDS, collection_option, filter_options, filters_from, mode_option
 from ui.options import command_settings as _settings
@@ -96,9 +110,6 @@ def ingest(
     zotero_collections: bool,
 ) -> None:
     """Add the papers in PATHS (page text, JSONL/JSON, CSV, BibTeX, zotero.sqlite) to a collection."""
-    from ingest import ingest_path, sample_corpus
-    from ingest.pipeline import ingest_zotero_collections
-    from ingest.zotero import find_zotero_library
 
     settings = _settings(collection=collection)
     targets = list(paths) + ([sample_corpus()] if sample else [])
@@ -150,7 +161,6 @@ def ask(
     **filter_values: Any,
 ) -> None:
     """Answer QUESTION from the collection, citing paper titles; every sentence is checked against its abstract."""
-    from rag.export import export
 
     settings = _settings(backend, collection, mode)
     if judge:
@@ -204,7 +214,6 @@ def chat(
 @collection_option
 def similar(title: str, top_k: int, as_json: bool, collection: str | None) -> None:
     """The papers of the collection nearest to the one titled TITLE (no LLM call)."""
-    from rag.similar import similar as rag_similar
 
     papers = rag_similar(title, top_k, settings=_settings(collection=collection))
     if as_json:
@@ -225,7 +234,6 @@ def _answer(
     show_readings: bool = True,
 ) -> Answer:
     """Answer through ``rag.ask_stream``; in per-paper mode each paper's reading is printed on stderr as it ends."""
-    from rag import ask_stream
 
     for item in ask_stream(question, settings=settings, top_k=top_k, history=history, filters=filters):
         if isinstance(item, PaperReading) and show_readings:
@@ -268,7 +276,6 @@ def _print_answer(answer: Answer) -> None:
 @collection_option
 def stats(collection: str | None) -> None:
     """Show how many papers and chunks the collection holds."""
-    from rag.services import Services
 
     store = Services(_settings(collection=collection)).store
     s = store.stats()
@@ -283,8 +290,6 @@ def stats(collection: str | None) -> None:
 def collections(ctx: click.Context) -> None:
     """List the collections with their papers and chunks; `delete` and `rename` manage them."""
     if ctx.invoked_subcommand is None:
-        from rag.store.collections import list_collections
-
         for info in list_collections(_settings()):
             click.echo(f"{info.name}\t{info.papers} papers\t{info.chunks} chunks")
 
@@ -294,7 +299,6 @@ def collections(ctx: click.Context) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def collections_delete(name: str, yes: bool) -> None:
     """Delete collection NAME: its papers, vectors and BM25 index (the files ingested from are untouched)."""
-    from rag.store.collections import delete_collection, list_collections
 
     settings = _settings()
     held = next((c for c in list_collections(settings) if c.name == name), None)
@@ -309,7 +313,6 @@ def collections_delete(name: str, yes: bool) -> None:
 @click.argument("new")
 def collections_rename(old: str, new: str) -> None:
     """Give collection OLD the name NEW."""
-    from rag.store.collections import rename_collection
 
     rename_collection(_settings(), old, new)
     click.echo(f"renamed collection {old!r} to {new!r}")
@@ -319,8 +322,6 @@ def collections_rename(old: str, new: str) -> None:
 @collection_option
 def check(collection: str | None) -> None:
     """Verify the store: every paper has its chunks, BM25 matches Chroma, same embedding model."""
-    from rag.services import Services
-    from rag.store.check import check_store
 
     settings = _settings(collection=collection)
     store = Services(settings).store
@@ -343,10 +344,6 @@ def warm(collection: str | None) -> None:
     What is read is kept on disk under the data directory (PAPERCITE_LLM__PREFIX_DISK_MIB), for
     every later command and page; stopping it (Ctrl-C) keeps what was read.
     """
-    from tqdm import tqdm
-
-    from rag.services import Services
-    from rag.warm import warm as warm_collection
 
     services = Services(_settings(backend="embedded", collection=collection))
     with tqdm(total=services.store.stats().papers, unit="paper", desc="Reading", disable=None) as bar:
@@ -367,8 +364,6 @@ def runtime(build: bool) -> None:
     build for it reads prompts about 1.4x faster; papercite keeps using the wheel until the
     build has finished, and loads the build only on a CPU with every flag it was built for.
     """
-    from rag.llm.backends import embedded_runtime, models_dir
-    from rag.llm.runtime import best_variant, build_runtime, cpu_flags, wheel_version, worth_building
 
     settings = _settings()
     flags, version = cpu_flags(), wheel_version()
@@ -406,7 +401,6 @@ def config() -> None:
 @collection_option
 def serve(host: str | None, port: int | None, collection: str | None) -> None:
     """Open the chat page at http://127.0.0.1:7860 (Ctrl+C stops it)."""
-    from rag.services import Services
 
     settings = _serve_settings(host, port, collection)
     services = Services(settings)
@@ -420,9 +414,6 @@ def serve(host: str | None, port: int | None, collection: str | None) -> None:
 @collection_option
 def start(host: str | None, port: int | None, collection: str | None) -> None:
     """Ingest the bundled sample if the default collection is empty, then open the chat page."""
-    from ingest import ingest_path, sample_corpus
-    from rag.services import Services
-    from rag.store.names import DEFAULT
 
     settings = _serve_settings(host, port, collection)
     services = Services(settings)
@@ -439,7 +430,7 @@ def _serve_settings(host: str | None, port: int | None, collection: str | None) 
 
 
 def _serve(settings: Any, services: Any) -> None:
-    from ui.app import build_app, launch, warm_up
+    from ui.app import build_app, launch, warm_up  # heavy: gradio, for serve and start
 
     conf = settings.serve
     conf.credentials()  # a malformed PAPERCITE_SERVE__AUTH fails here, before anything loads

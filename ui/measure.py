@@ -13,6 +13,8 @@ from typing import Any
 
 import click
 
+from ingest import ingest_papers, ingest_path, read_papers, sample_corpus
+from rag.embedding import cpu_has_native_bf16
 from rag.errors import BadInput
 from ui.options import LLM_BACKENDS
 from ui.options import command_settings as _settings
@@ -105,7 +107,7 @@ def eval_command(
     out_dir: Path,
 ) -> None:
     """Measure retrieval, citation accuracy and abstention against a gold set (dev and test side by side)."""
-    from evals.run import run_eval
+    from evals.run import run_eval  # deferred: eval and bench only
 
     if collection is not None and not Path(gold_set).is_file():
         raise BadInput(
@@ -164,8 +166,7 @@ def _sizes(value: str) -> list[int | None]:
 )
 def bench_ingest_command(corpus: Path, sizes: str, repeats: int, cases: str) -> None:
     """Abstracts per second end to end, against the plain LlamaIndex pipeline and the bare encoder."""
-    from evals.bench import bench_ingest, ingest_table
-    from rag.embedding import cpu_has_native_bf16
+    from evals.bench import bench_ingest, ingest_table  # deferred: eval and bench only
 
     click.echo(f"CPU: {os.cpu_count()} cores, native bfloat16: {'yes' if cpu_has_native_bf16() else 'no'}", err=True)
     results = bench_ingest(
@@ -178,8 +179,7 @@ def bench_ingest_command(corpus: Path, sizes: str, repeats: int, cases: str) -> 
 
 def _bench_settings(backend: str | None = None) -> Any:
     """The bundled eval's own store (the sample, ingested once), as `papercite eval` uses."""
-    from evals.harness import eval_settings
-    from ingest import ingest_path, sample_corpus
+    from evals.harness import eval_settings  # deferred: eval and bench only
 
     settings = eval_settings(_settings(backend), "bundled")
     ingest_path(sample_corpus(), settings=settings, progress=False)
@@ -198,8 +198,8 @@ def _bench_settings(backend: str | None = None) -> Any:
 @click.option("--repeats", type=click.IntRange(1), default=3, show_default=True)
 def bench_retrieve_command(corpus: Path | None, million: bool, repeats: int) -> None:
     """p50/p95 latency of hybrid retrieve() with a warm store, at 84 papers, 22k papers and 1M chunks."""
-    from evals.bench import bench_retrieval, grow_store, scale_settings
-    from evals.gold import BUNDLED, load_gold
+    from evals.bench import bench_retrieval, grow_store, scale_settings  # deferred: eval and bench only
+    from evals.gold import BUNDLED, load_gold  # deferred: eval and bench only
 
     questions = [q.question for q in load_gold(BUNDLED)]
     stores = [("sample", _bench_settings())]
@@ -234,9 +234,9 @@ def bench_retrieve_command(corpus: Path | None, million: bool, repeats: int) -> 
 @click.option("--backend", type=LLM_BACKENDS, default="embedded", show_default=True)
 def bench_answer_command(limit: int, askers: str, backend: str) -> None:
     """Time to first token and full answer (p50/p95) with the model loaded, a cold `papercite ask`, and concurrency."""
-    from evals.bench import bench_answers, bench_cold_ask, bench_concurrency
-    from evals.gold import BUNDLED, load_gold
-    from evals.harness import stratified
+    from evals.bench import bench_answers, bench_cold_ask, bench_concurrency  # deferred: eval and bench only
+    from evals.gold import BUNDLED, load_gold  # deferred: eval and bench only
+    from evals.harness import stratified  # deferred: eval and bench only
 
     settings = _bench_settings(backend)
     gold = stratified(load_gold(BUNDLED), limit)
@@ -288,10 +288,9 @@ def bench_answer_command(limit: int, askers: str, backend: str) -> None:
 )
 def bench_readings_command(gold_set: str, asreview_path: Path | None, limit: int) -> None:
     """Per-paper against one-prompt: first cited finding and whole answer, cold (nothing read) and warm (read ahead)."""
-    from evals.bench_readings import bench_modes, modes_table
-    from evals.gold import GOLD_SETS, load_asreview, load_gold
-    from evals.harness import eval_settings, stratified
-    from ingest import ingest_papers, read_papers, sample_corpus
+    from evals.bench_readings import bench_modes, modes_table  # deferred: eval and bench only
+    from evals.gold import GOLD_SETS, load_asreview, load_gold  # deferred: eval and bench only
+    from evals.harness import eval_settings, stratified  # deferred: eval and bench only
 
     if gold_set == "asreview":
         if asreview_path is None:
@@ -311,8 +310,8 @@ def bench_readings_command(gold_set: str, asreview_path: Path | None, limit: int
 @click.option("--questions", type=click.IntRange(1), default=5, show_default=True)
 def bench_serve_command(questions: int) -> None:
     """Peak memory of a real `papercite serve` with the embedded model, after answering bundled questions (Linux)."""
-    from evals.bench import bench_serve_memory
-    from evals.gold import BUNDLED, load_gold
+    from evals.bench import bench_serve_memory  # deferred: eval and bench only
+    from evals.gold import BUNDLED, load_gold  # deferred: eval and bench only
 
     settings = _bench_settings("embedded")
     asked = [q.question for q in load_gold(BUNDLED) if q.kind == "single"][:questions]
@@ -356,8 +355,7 @@ def bench_encoders_command(
     corpus: Path, abstracts: int, repeats: int, cases: str, scifact_dir: Path | None, scifact_claims: int | None
 ) -> None:
     """Chunks per second and SciFact nDCG@10 of MiniLM under torch, ONNX Runtime and OpenVINO, fp32/bf16/int8."""
-    from evals.bench_encoders import bench_encoders, encoder_table
-    from rag.embedding import cpu_has_native_bf16
+    from evals.bench_encoders import bench_encoders, encoder_table  # deferred: eval and bench only
 
     click.echo(f"CPU: {os.cpu_count()} cores, native bfloat16: {'yes' if cpu_has_native_bf16() else 'no'}", err=True)
     rows = bench_encoders(

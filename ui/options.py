@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, get_args
+from typing import Any, get_args
 
 import click
 
-from rag.settings import AnswerMode, LLMBackend, Settings
-
-if TYPE_CHECKING:
-    from rag.store.filters import Filters
+from rag.settings import AnswerMode, LLMBackend, Settings, load_settings
+from rag.store.collections import check_name
+from rag.store.filters import Filters
 
 __all__ = [
     "LLM_BACKENDS",
@@ -39,8 +38,6 @@ def command_settings(backend: str | None = None, collection: str | None = None, 
     Raises:
         BadInput: a PAPERCITE_ variable holds an invalid value, or the collection name is not a valid one.
     """
-    from rag.settings import load_settings
-    from rag.store.collections import check_name
 
     settings = load_settings()
     if backend:
@@ -84,7 +81,6 @@ def filters_from(since: int | None, until: int | None, author: str | None, sourc
     Raises:
         BadInput: a year is not a year, or ``since`` is after ``until``.
     """
-    from rag.store.filters import Filters
 
     filters = Filters(since, until, author, source)
     return filters if filters.active else None
