@@ -187,14 +187,14 @@ def _run_case(case: str, papers: Path, data_dir: Path) -> dict[str, float]:
 
 
 def _case(case: str, papers_file: Path) -> dict[str, float]:
-    from rag.settings import EmbeddingSettings, Settings
+    from rag.settings import EmbeddingSettings, Settings  # per case: its process's peak RSS is measured
 
     forced = {"papercite-fp32": "float32", "encoder-float32": "float32", "encoder-bfloat16": "bfloat16"}
     precision = forced.get(case, "auto")
     settings = Settings(embedding=EmbeddingSettings(precision=precision))
     if case.startswith("papercite"):
-        from ingest.pipeline import ingest_path
-        from rag.services import Services
+        from ingest.pipeline import ingest_path  # per case: its process's peak RSS is measured
+        from rag.services import Services  # per case: its process's peak RSS is measured
 
         services = Services(settings)
         services.store  # noqa: B018 - load before the clock starts
@@ -209,13 +209,13 @@ def _case(case: str, papers_file: Path) -> dict[str, float]:
 
 
 def _plain_llamaindex(papers_file: Path, settings: object) -> dict[str, float]:
-    import chromadb
-    from chromadb.config import Settings as ChromaSettings
-    from llama_index.core import Document, StorageContext, VectorStoreIndex
-    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
-    from llama_index.vector_stores.chroma import ChromaVectorStore
+    import chromadb  # per case: its process's peak RSS is measured
+    from chromadb.config import Settings as ChromaSettings  # per case: its process's peak RSS is measured
+    from llama_index.core import Document, StorageContext, VectorStoreIndex  # per case, as above
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding  # per case: its process's peak RSS is measured
+    from llama_index.vector_stores.chroma import ChromaVectorStore  # per case: its process's peak RSS is measured
 
-    from rag.embedding import resolve_model_path
+    from rag.embedding import resolve_model_path  # per case: its process's peak RSS is measured
 
     model_path = resolve_model_path(settings.embedding.model)  # type: ignore[attr-defined]
     embed_model = HuggingFaceEmbedding(model_name=model_path)
@@ -235,12 +235,12 @@ def _plain_llamaindex(papers_file: Path, settings: object) -> dict[str, float]:
 
 
 def _bare_encoder(papers_file: Path, settings: object, *, by_pieces: bool = False) -> dict[str, float]:
-    from llama_index.core.schema import MetadataMode
+    from llama_index.core.schema import MetadataMode  # per case: its process's peak RSS is measured
 
-    from ingest.pipeline import chunk_papers
-    from ingest.readers import read_papers
-    from rag.embedding import word_pieces
-    from rag.services import Services
+    from ingest.pipeline import chunk_papers  # per case: its process's peak RSS is measured
+    from ingest.readers import read_papers  # per case: its process's peak RSS is measured
+    from rag.embedding import word_pieces  # per case: its process's peak RSS is measured
+    from rag.services import Services  # per case: its process's peak RSS is measured
 
     services = Services(settings)  # type: ignore[arg-type]
     nodes, _ = chunk_papers(read_papers(papers_file).papers, services)

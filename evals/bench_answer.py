@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from evals.metrics import percentile
+from rag.answer.ask import ask
 from rag.settings import Settings
 
 __all__ = ["bench_answers", "bench_cold_ask", "bench_concurrency", "bench_serve_memory", "load_page"]
@@ -24,7 +27,6 @@ def bench_answers(
     settings: Settings, questions: Sequence[str], echo: Callable[[str], None] = print
 ) -> dict[str, float]:
     """First-token and total seconds over ``questions`` with the model loaded (as the page and eval run)."""
-    from rag.answer.ask import ask
 
     # Load and warm the model on a question not in the list (a repeated one would hit the prompt cache).
     ask("Which of these papers make neural networks cheaper to run?", settings=settings)
@@ -85,9 +87,6 @@ def bench_concurrency(settings: Settings, questions: Sequence[str], askers: int)
     the instants of their first answer tokens rise with their place in line. Questions
     that abstain before reaching the model finish at once and are left out of that check.
     """
-    import threading
-
-    from rag.answer.ask import ask
 
     first_tokens: dict[int, float] = {}
     completed: list[int] = []
@@ -137,9 +136,8 @@ def _process_env(settings: Settings) -> dict[str, str]:
 
 def bench_serve_memory(settings: Settings, questions: Sequence[str], timeout: float = 300.0) -> dict[str, float]:
     """Peak RSS of a real ``papercite serve`` (embedded model) after it has answered ``questions`` through /ask."""
-    import socket
 
-    from gradio_client import Client
+    from gradio_client import Client  # heavy: only the page benchmarks
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -185,9 +183,8 @@ def load_page(
     wait (from asking to the full answer), p50/p95. Bounded: every job is given up
     after ``timeout`` seconds.
     """
-    import threading
 
-    from gradio_client import Client
+    from gradio_client import Client  # heavy: only the page benchmarks
 
     client = Client(url, verbose=False)
     waits: dict[int, float] = {}

@@ -37,8 +37,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from llama_index.core.schema import MetadataMode
 
+from evals.bench import subset
+from evals.gold import load_scifact
+from evals.metrics import ndcg_at_k
+from ingest.pipeline import chunk_papers
+from ingest.readers import read_papers
+from rag.embedding import load_embed_model
 from rag.errors import BadInput
+from rag.services import Services
 from rag.settings import Settings
 
 __all__ = ["ENCODER_CASES", "EncoderRow", "bench_encoders", "encoder_table", "load_encoder"]
@@ -92,10 +100,6 @@ def bench_encoders(
     Raises:
         BadInput: the corpus is missing, a case is unknown, or a backend's package is not installed.
     """
-    from evals.bench import subset
-    from ingest.pipeline import chunk_papers
-    from ingest.readers import read_papers
-    from rag.services import Services
 
     unknown = set(cases) - set(ENCODER_CASES)
     if unknown:
@@ -158,7 +162,6 @@ def load_encoder(case: str, settings: Settings) -> Encode:
     Raises:
         BadInput: the backend's package is not installed (the message names the extra).
     """
-    from rag.embedding import load_embed_model
 
     conf = settings.embedding
     if case.startswith("torch-"):
@@ -209,7 +212,7 @@ def _export_onnx(st_model: Any, path: Path) -> Path:
     """MiniLM's transformer as ONNX (fp32, dynamic batch and length), exported once from the local model."""
     if path.exists():
         return path
-    import torch
+    import torch  # heavy: only the encoder benchmark
 
     class Transformer(torch.nn.Module):
         def __init__(self, bert: torch.nn.Module) -> None:
@@ -244,7 +247,7 @@ def _export_onnx(st_model: Any, path: Path) -> Path:
 def _quantize_onnx(source: Path, path: Path) -> Path:
     """Dynamic int8 quantization of the ONNX graph: int8 weights per output channel."""
     if not path.exists():
-        from onnxruntime.quantization import QuantType, quantize_dynamic
+        from onnxruntime.quantization import QuantType, quantize_dynamic  # optional: not a dependency
 
         tmp = path.with_suffix(".tmp.onnx")
         quantize_dynamic(str(source), str(tmp), per_channel=True, weight_type=QuantType.QInt8)
@@ -253,7 +256,7 @@ def _quantize_onnx(source: Path, path: Path) -> Path:
 
 
 def _onnx_runner(path: Path) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
-    import onnxruntime as ort
+    import onnxruntime as ort  # optional: not a dependency
 
     options = ort.SessionOptions()
     # Its threads otherwise spin for a while after each run, taking CPU from the case timed next.
@@ -263,13 +266,13 @@ def _onnx_runner(path: Path) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
 
 
 def _openvino_runner(onnx_path: Path, precision: str) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
-    import openvino as ov
+    import openvino as ov  # optional: not a dependency
 
     core = ov.Core()
     model = core.read_model(str(onnx_path))
     hint = "f32"
     if precision == "int8":
-        import nncf
+        import nncf  # optional: not a dependency
 
         model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
     elif precision == "bf16":
@@ -283,7 +286,6 @@ def _openvino_runner(onnx_path: Path, precision: str) -> Callable[[dict[str, np.
 
 
 def _texts(nodes: Sequence[Any]) -> list[str]:
-    from llama_index.core.schema import MetadataMode
 
     return [n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
 
@@ -296,9 +298,6 @@ def _scifact(
     echo: Callable[[str], None],
 ) -> dict[str, float]:
     """Dense nDCG@10 of each encoder on SciFact's training claims (exact cosine, papers by best chunk)."""
-    from evals.gold import load_scifact
-    from evals.metrics import ndcg_at_k
-    from ingest.pipeline import chunk_papers
 
     papers, questions = load_scifact(directory)
     if claims is not None:

@@ -17,12 +17,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
+
 from evals.metrics import percentile
+from ingest.pipeline import ingest_path
 from rag.errors import BadInput
-from rag.settings import Settings
+from rag.retrieve import retrieve_timed
+from rag.services import Services
+from rag.settings import Settings, StoreSettings
 
 if TYPE_CHECKING:
-    import numpy as np
     from llama_index.core.schema import BaseNode
 
     from rag.store.chroma import Store
@@ -32,7 +37,6 @@ __all__ = ["bench_bm25_build", "bench_retrieval", "grow_store", "scale_settings"
 
 def scale_settings(base: Settings, corpus: Path, echo: Callable[[str], None] = print) -> Settings:
     """Settings for the scale corpus's own store under ``<data_dir>/bench/scale``, ingested once (idempotent)."""
-    from ingest.pipeline import ingest_path
 
     if not corpus.is_file():
         raise BadInput(f"No corpus at {corpus}: pass the path of abstracts.jsonl.gz.")
@@ -53,10 +57,6 @@ def grow_store(settings: Settings, target_chunks: int, echo: Callable[[str], Non
     process of its own (:func:`bench_bm25_build`), which reports its time and peak memory.
     Reused when already grown; an interrupted growth resumes at the copy it stopped in.
     """
-    import numpy as np
-    from llama_index.core.vector_stores.utils import metadata_dict_to_node
-
-    from rag.services import Services
 
     grown = settings.model_copy(update={"data_dir": settings.data_dir.parent / "grown"})
     store = Services(grown).store
@@ -115,8 +115,6 @@ def bench_bm25_build(settings: Settings) -> dict[str, float]:
 
 def _build_bm25_here(data_dir: Path, store_settings: str) -> dict[str, float]:
     """Rebuild the BM25 index of the store in ``data_dir`` (run by :func:`bench_bm25_build`)."""
-    from rag.services import Services
-    from rag.settings import StoreSettings
 
     settings = Settings(data_dir=data_dir, store=StoreSettings.model_validate_json(store_settings))
     store = Services(settings).store
@@ -140,7 +138,6 @@ def _read_chunks(store: Store) -> dict[str, list]:
 
 def _write_copy(store: Store, nodes: list[BaseNode], documents: list[str], vectors: np.ndarray, copy: int) -> None:
     """Upsert copy number ``copy`` of ``nodes`` (with their ``documents``) into ``store``, at ``vectors``."""
-    from llama_index.core.vector_stores.utils import node_to_metadata_dict
 
     # Each copy is a node of its own, id and paper id included, as an ingest would store it.
     copies = [
@@ -167,8 +164,6 @@ def _write_copy(store: Store, nodes: list[BaseNode], documents: list[str], vecto
 
 def bench_retrieval(settings: Settings, questions: Sequence[str], *, repeats: int = 3) -> dict[str, float]:
     """Latency of ``retrieve()`` (hybrid, warm store) over ``questions``, asked ``repeats`` times each."""
-    from rag.retrieve import retrieve_timed
-    from rag.services import Services
 
     services = Services(settings)
     store = services.store

@@ -28,6 +28,7 @@ from evals.metrics import (
     unsupported_number_sentences,
 )
 from rag.answer.ask import ask
+from rag.answer.citations import split_sentences
 from rag.llm.backends import models_dir
 from rag.retrieve import group_by_paper, hybrid_retriever, retrieve
 from rag.services import Services
@@ -268,7 +269,6 @@ def _corrections(q: GoldQuestion, answer: Answer, key: Callable[[str, str], str]
 
 
 def _support(answer: Answer, judge: Callable[[str, Sequence[str]], bool]) -> list[dict[str, Any]]:
-    from rag.answer.citations import split_sentences
 
     by_number = {s.number: s for s in answer.sources}
     judged = []

@@ -134,10 +134,10 @@ def _worst(records: list[dict[str, Any]]) -> list[str]:
 
 
 def _plot(run: EvalRun, path: Path, title: str) -> None:
-    import matplotlib
+    import matplotlib  # heavy: only the report's plot
 
     matplotlib.use("Agg")  # files only: no display needed
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: only the report's plot
 
     summary = gated_summary(run.summaries)
     panels = [p for p in (summary, run.retrieval) if p]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from evals.ablation import ablation_table, run_ablation
 from evals.gold import GOLD_SETS, GoldQuestion, load_asreview, load_gold, load_scifact, title_key
 from evals.harness import (
     THRESHOLDS,
@@ -21,9 +22,14 @@ from evals.harness import (
     stratified,
     summarize,
 )
+from evals.judge import judge_agreement, make_judge
+from evals.metrics import normalize
+from evals.replay import ReplayLLM
 from evals.report import metrics_table, retrieval_table, write_report
+from ingest import ingest_papers, read_papers, sample_corpus
 from ingest.papers import Paper
 from rag.errors import BadInput
+from rag.services import Services
 from rag.settings import Settings
 
 __all__ = ["Split", "run_eval"]
@@ -108,7 +114,6 @@ def _ablate(
     echo: Callable[[str], None],
 ) -> None:
     """Answer every part once per step switched off (``steps``: only those); print and write ``ablation-<name>.md``."""
-    from evals.ablation import ablation_table, run_ablation
 
     rows = run_ablation(
         setup.settings,
@@ -137,15 +142,10 @@ def _answer(
     """
     llm = None
     if replay is not None:
-        from evals.replay import ReplayLLM
-        from rag.services import Services
-
         backend = Services(setup.settings).backend
         llm = ReplayLLM(backend.llm, backend.label, replay)
     judge = None
     if support:
-        from evals.judge import make_judge
-
         judge = make_judge(setup.settings)
     for name, questions in setup.parts.items():
         answered = run_answers(
@@ -162,8 +162,6 @@ def _answer(
         run.summaries[name] = summarize(answered.records)
         run.settings = answered.settings
     if judge is not None:
-        from evals.judge import judge_agreement
-
         agreement = judge_agreement(judge)
         for summary in run.summaries.values():
             summary["judge_agreement"] = agreement["agreement"]
@@ -204,8 +202,6 @@ def _load(
                 )
             papers: Sequence[Paper] = load_asreview(asreview_path)
         else:
-            from ingest import read_papers, sample_corpus
-
             papers = read_papers(sample_corpus()).papers
         dev, test = GOLD_SETS[gold_set]
         names = ("dev", "test") if split == "both" else (split,)
@@ -229,7 +225,6 @@ def _check_gold(parts: dict[str, list[GoldQuestion]], papers: Sequence[Paper]) -
     Raises:
         BadInput: names the question and what is missing (a wrong collection file, or a gold error).
     """
-    from evals.metrics import normalize
 
     by_key = {title_key(p.title): p for p in papers}
     for name, questions in parts.items():
@@ -246,7 +241,6 @@ def _check_gold(parts: dict[str, list[GoldQuestion]], papers: Sequence[Paper]) -
 
 def _filled(base: Settings, name: str, papers: Sequence[Paper], echo: Callable[[str], None]) -> Settings:
     """Settings for the eval's own data directory, with ``papers`` ingested (idempotent: a rerun writes nothing)."""
-    from ingest import ingest_papers
 
     settings = eval_settings(base, name)
     report = ingest_papers(papers, settings=settings, source=f"{name} collection", progress=False)
