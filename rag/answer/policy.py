@@ -21,6 +21,7 @@ __all__ = [
     "QUESTION_WORDS",
     "SEVERAL",
     "STOPWORDS",
+    "is_name",
     "stem",
 ]
 
@@ -53,6 +54,17 @@ def stem(word: str) -> str:
 #: hyphens and dots, starting with a letter ("MI300", "Mask2Former", "GPT-4"). The gate's ablation
 #: (docs/eval/README.md): not-covered abstention 0.300 -> 0.500 on ASReview test at no cost.
 NAME = re.compile(r"(?<![\w-])([A-Za-z][\w\-.]*[A-Za-z0-9])")
+
+
+def is_name(word: str) -> bool:
+    """A name as every step means it: a word mixing letters and digits ("MI300", "GPT-4", "5-HT2A").
+
+    The name gate also counts a capitalised word after the first ("Adam"); verification also counts
+    an acronym or CamelCase word ("DNN", "LayerDecomp"). Neither counts a plain number.
+    """
+    return any(c.isdigit() for c in word) and any(c.isalpha() for c in word)
+
+
 #: Capitalised words that start questions, never names (by hand).
 QUESTION_WORDS = frozenset(
     "What Which Who Whom Whose When Where Why How Does Do Did Is Are Can Could Should Would Will".split()

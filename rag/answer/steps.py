@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from rag.answer.citations import MARKER, is_abstention, marker_numbers, resolve_markers, split_sentences, tidy_layout
 from rag.answer.context import choose_context
 from rag.answer.judge import Judge
-from rag.answer.policy import NAME, QUESTION_WORDS
+from rag.answer.policy import NAME, QUESTION_WORDS, is_name
 from rag.answer.prompt import ABSTAIN_TEXT
 from rag.answer.verify import VerifyConfig, verify_sentences
 from rag.settings import Settings
@@ -131,21 +131,16 @@ def name_gate(draft: Draft, parts: Parts) -> Draft:
     for i, word in enumerate(NAME.findall(draft.question)):
         word = word.removesuffix("'s").rstrip(".")
         capitalised = i > 0 and word[:1].isupper() and word[1:].islower() and len(word) > 2
-        if not (_mixed(word) or capitalised) or word in QUESTION_WORDS:
+        if not (is_name(word) or capitalised) or word in QUESTION_WORDS:
             continue
         spellings = [word.removesuffix("s") if capitalised else word]
         if "-" in word:
-            spellings += [word.replace("-", ""), word.replace("-", " "), *filter(_mixed, word.split("-"))]
+            spellings += [word.replace("-", ""), word.replace("-", " "), *filter(is_name, word.split("-"))]
         elif boundary := re.search(r"(?<=[A-Za-z])(?=\d)", word):  # "CIFAR10" written "CIFAR-10"
             spellings += [word[: boundary.start()] + gap + word[boundary.start() :] for gap in ("-", " ")]
         if not any(parts.store.contains_text(s) for s in spellings):
             missing.append(word)
     return draft.abstain(f"no stored abstract names {', '.join(missing)}") if missing else draft
-
-
-def _mixed(word: str) -> bool:
-    """A word of letters and digits together ("MI300", "GPT-4")."""
-    return any(c.isdigit() for c in word) and any(c.isalpha() for c in word)
 
 
 def select_context(draft: Draft, parts: Parts) -> Draft:

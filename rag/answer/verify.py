@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from rag.answer.citations import MARKER, marker_numbers, split_sentences
-from rag.answer.policy import COMMON_NUMBERS, NUMBER_WORDS, STOPWORDS, stem
+from rag.answer.policy import COMMON_NUMBERS, NUMBER_WORDS, STOPWORDS, is_name, stem
 from rag.types import Sentence, Source
 
 __all__ = ["Evidence", "VerifyConfig", "evidence_in", "verify_sentences"]
@@ -95,10 +95,8 @@ def evidence_in(text: str) -> Evidence:
         bare = token.strip("^{}-")
         if _NUMBER_WITH_UNIT.match(bare) or len(bare) < 2:
             continue
-        has_digit = any(c.isdigit() for c in bare)
-        has_alpha = any(c.isalpha() for c in bare)
         inner_capital = any(c.isupper() for c in bare[1:])
-        if has_alpha and (has_digit or inner_capital):
+        if is_name(bare) or (inner_capital and any(c.isalpha() for c in bare)):
             terms.add(bare)
             text = text.replace(token, " ")  # "GPT-4" is a name, its 4 not a number of its own
     numbers = frozenset(_canonical(n) for n in _NUMBER.findall(text))
