@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from rag.store.chroma import Store
 
-__all__ = ["bench_bm25_build", "bench_retrieval", "grow_store", "scale_settings"]
+__all__ = ["bench_bm25_build", "bench_bm25_growth", "bench_retrieval", "grow_store", "scale_settings"]
 
 
 def scale_settings(base: Settings, corpus: Path, echo: Callable[[str], None] = print) -> Settings:
@@ -111,6 +111,22 @@ def bench_bm25_build(settings: Settings) -> dict[str, float]:
         tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
         raise RuntimeError(f"the BM25 build at {settings.data_dir} failed: {tail[0]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def bench_bm25_growth(
+    source: Settings, sizes: Sequence[int], echo: Callable[[str], None] = print
+) -> list[dict[str, float]]:
+    """The BM25 build's time and peak memory as ``source``'s store is grown to each of ``sizes`` chunks.
+
+    Each size is grown by :func:`grow_store` (resuming the last), then built again in a process of its
+    own (:func:`bench_bm25_build`): linear growth of the time with the chunks is what this shows.
+    """
+    rows = []
+    for size in sorted(sizes):
+        grown = grow_store(source, size, echo=echo)
+        rows.append(bench_bm25_build(grown))
+        echo(f"  BM25 at {rows[-1]['chunks']:,.0f} chunks: {rows[-1]['seconds']:.0f} s, {rows[-1]['peak_mb']:,.0f} MB")
+    return rows
 
 
 def _build_bm25_here(data_dir: Path, store_settings: str) -> dict[str, float]:

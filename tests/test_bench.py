@@ -101,3 +101,15 @@ def test_grown_store_reaches_its_size_with_distinct_papers_and_a_matching_bm25(t
     # Each copy is a chunk of its own in BM25 too, so the hybrid fusion never merges copies.
     assert {d["node_id"] for d in store.bm25().corpus} == set(store.collection.get(include=[])["ids"])
     assert retrieve("wavelet transform for image tokens", settings=grown)
+
+
+def test_bench_bm25_builds_the_index_at_each_size_and_prints_a_table(tmp_path: Path) -> None:
+    from evals.bench import scale_settings
+    from rag.settings import Settings
+
+    base = scale_settings(Settings(data_dir=tmp_path / "data"), _corpus(tmp_path, 20), echo=lambda _m: None)
+    result = CliRunner().invoke(cli, ["bench", "bm25", "--source", str(base.data_dir), "--sizes", "120,60"])
+    assert result.exit_code == 0, result.output
+    rows = [line.split("|") for line in result.stdout.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [r[1].strip() for r in rows] == ["60", "120"]  # each size built, smallest first
+    assert all(float(r[2]) >= 0 and float(r[4].replace(",", "")) > 0 for r in rows)

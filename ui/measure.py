@@ -220,6 +220,30 @@ def bench_retrieve_command(corpus: Path | None, million: bool, repeats: int) -> 
         )
 
 
+@bench.command("bm25")
+@click.option(
+    "--source",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    required=True,
+    help="A data directory whose default collection is copied to grow the store (e.g. an eval's).",
+)
+@click.option(
+    "--sizes", default="100000,200000,400000,1000000", show_default=True, help="Chunk counts, comma-separated."
+)
+def bench_bm25_command(source: Path, sizes: str) -> None:
+    """BM25 build time and peak memory as a store grows (under <source>/../grown): linear in the chunks?"""
+    from evals.bench_retrieve import bench_bm25_growth  # deferred: eval and bench only
+
+    counts = [int(s) for s in sizes.split(",") if s.strip()]
+    echo = lambda m: click.echo(m, err=True)
+    rows = bench_bm25_growth(_settings().model_copy(update={"data_dir": source}), counts, echo=echo)
+    click.echo("| chunks | build (s) | chunks/s | peak RSS (MB) |\n| ---: | ---: | ---: | ---: |")
+    for r in rows:
+        click.echo(
+            f"| {r['chunks']:,.0f} | {r['seconds']:.0f} | {r['chunks'] / r['seconds']:,.0f} | {r['peak_mb']:,.0f} |"
+        )
+
+
 @bench.command("answer")
 @click.option(
     "--limit",
