@@ -83,7 +83,9 @@ class DenseRetriever(BaseRetriever):
         rows = zip((hits["distances"] or [[]])[0], (hits["documents"] or [[]])[0], (hits["metadatas"] or [[]])[0])
         # Chroma's cosine space reports 1 - cosine similarity.
         return [
-            NodeWithScore(node=metadata_dict_to_node(dict(meta), text=text), score=1.0 - distance)
+            ScoredChunk(
+                node=metadata_dict_to_node(dict(meta), text=text), score=1.0 - distance, similarity=1.0 - distance
+            )
             for distance, text, meta in rows
         ]
 
@@ -137,14 +139,7 @@ class HybridRetriever(BaseRetriever):
         dense = self._dense.retrieve(query_bundle)
         # Only BM25 hits that share a term with the question count as hits.
         sparse = [n for n in self._sparse.retrieve(query_bundle) if (n.score or 0) > 0] if self._sparse else []
-        fused: dict[str, ScoredChunk] = {}
-        for hits, weight, is_dense in ((dense, self._conf.dense_weight, True), (sparse, self._conf.bm25_weight, False)):
-            for rank, hit in enumerate(hits):
-                chunk = fused.setdefault(hit.node.node_id, ScoredChunk(node=hit.node, score=0.0))
-                chunk.score = (chunk.score or 0.0) + weight / (self._conf.rrf_k + rank + 1)
-                if is_dense:
-                    chunk.similarity = hit.score
-        return sorted(fused.values(), key=lambda c: c.score or 0.0, reverse=True)
+        return fuse([dense, sparse], self._conf.rrf_k, (self._conf.dense_weight, self._conf.bm25_weight))  # type: ignore[return-value]
 
 
 def hybrid_retriever(services: Services, where: dict[str, Any] | None = None) -> HybridRetriever:
@@ -217,10 +212,11 @@ def fuse(
 ) -> list[ScoredChunk]:
     """Weighted reciprocal rank fusion of rankings of chunks; a chunk keeps its best cosine to any query.
 
-    A follow-up is retrieved twice, after the previous question and alone, and the two
-    rankings fused: one that does not name its topic ("which of them ...?") finds the
-    previous question's papers, and one that changes the topic ("another thing: ...")
-    still finds its own.
+    The one fusion papercite has: the hybrid retriever fuses its dense and BM25 rankings with it
+    (BM25 hits carry no cosine), and a follow-up is retrieved twice, after the previous question and
+    alone, and the two rankings fused: one that does not name its topic ("which of them ...?") finds
+    the previous question's papers, and one that changes the topic ("another thing: ...") still
+    finds its own.
     """
     fused: dict[str, ScoredChunk] = {}
     for ranking, weight in zip(rankings, weights or [1.0] * len(rankings), strict=True):
