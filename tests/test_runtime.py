@@ -155,7 +155,7 @@ def test_the_probe_reads_the_runtimes_features_in_a_child(tmp_path: Path) -> Non
 
 
 def _on_cpu(monkeypatch: pytest.MonkeyPatch, flags: frozenset[str], version: str | None) -> None:
-    for module in ("rag.llm.backends", "rag.llm.runtime"):
+    for module in ("rag.llm.backends", "rag.llm.runtime", "ui.cli"):  # each module that calls them
         monkeypatch.setattr(f"{module}.cpu_flags", lambda: flags)
         monkeypatch.setattr(f"{module}.wheel_version", lambda: version)
 
