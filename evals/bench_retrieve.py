@@ -46,6 +46,13 @@ def scale_settings(base: Settings, corpus: Path, echo: Callable[[str], None] = p
 
 
 def grow_store(settings: Settings, target_chunks: int, echo: Callable[[str], None] = print) -> Settings:
+    """A store of ``target_chunks`` chunks grown from ``settings``' store (see :func:`_grow`)."""
+    return _grow(settings, target_chunks, echo)[0]
+
+
+def _grow(
+    settings: Settings, target_chunks: int, echo: Callable[[str], None] = print
+) -> tuple[Settings, dict[str, float] | None]:
     """A store of ``target_chunks`` chunks grown from ``settings``' store, under ``<data_dir>/bench/grown``.
 
     Real chunks are copied until the target is reached. Copy c of a chunk keeps its text
@@ -56,12 +63,13 @@ def grow_store(settings: Settings, target_chunks: int, echo: Callable[[str], Non
     Chroma and in the node each stores. The BM25 index is then built page by page in a
     process of its own (:func:`bench_bm25_build`), which reports its time and peak memory.
     Reused when already grown; an interrupted growth resumes at the copy it stopped in.
+    Returns the grown store's settings and its BM25 build (None when nothing was grown).
     """
 
     grown = settings.model_copy(update={"data_dir": settings.data_dir.parent / "grown"})
     store = Services(grown).store
     if store.collection.count() >= target_chunks:
-        return grown
+        return grown, None
     rows = _read_chunks(Services(settings).store)
     vectors = np.asarray(rows["embeddings"], dtype=np.float32)
     nodes = [metadata_dict_to_node(dict(m), text=t) for m, t in zip(rows["metadatas"], rows["documents"])]
@@ -84,7 +92,7 @@ def grow_store(settings: Settings, target_chunks: int, echo: Callable[[str], Non
     echo(
         f"  BM25 over {build['chunks']:,} chunks built in {build['seconds']:.0f} s, peak RSS {build['peak_mb']:,.0f} MB"
     )
-    return grown
+    return grown, build
 
 
 def bench_bm25_build(settings: Settings) -> dict[str, float]:
@@ -118,14 +126,14 @@ def bench_bm25_growth(
 ) -> list[dict[str, float]]:
     """The BM25 build's time and peak memory as ``source``'s store is grown to each of ``sizes`` chunks.
 
-    Each size is grown by :func:`grow_store` (resuming the last), then built again in a process of its
-    own (:func:`bench_bm25_build`): linear growth of the time with the chunks is what this shows.
+    Each size is grown by :func:`grow_store` (resuming the last), whose BM25 build, in a process of its
+    own (:func:`bench_bm25_build`), is the row; a size already grown is built once here instead.
+    Linear growth of the time with the chunks is what this shows.
     """
     rows = []
     for size in sorted(sizes):
-        grown = grow_store(source, size, echo=echo)
-        rows.append(bench_bm25_build(grown))
-        echo(f"  BM25 at {rows[-1]['chunks']:,.0f} chunks: {rows[-1]['seconds']:.0f} s, {rows[-1]['peak_mb']:,.0f} MB")
+        grown, build = _grow(source, size, echo=echo)
+        rows.append(build or bench_bm25_build(grown))
     return rows
 
 

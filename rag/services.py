@@ -77,16 +77,16 @@ class Services:
 
     def with_collection(self, name: str) -> Services:
         """These services for collection ``name``: the same encoder and LLM (a test's scripted one too)."""
-        other = Services(self.settings.updated(store={"collection": name}))
-        for part in ("embed_model", "backend"):
-            if part in self.__dict__:
-                other.__dict__[part] = self.__dict__[part]
-        return other
+        return self._sharing(self.settings.updated(store={"collection": name}), "embed_model", "backend")
 
     def with_llm(self, settings: Settings) -> Services:
         """These services with the LLM ``settings`` name (a page's backend menu): the same store and encoder."""
+        return self._sharing(settings, "store", "embed_model")
+
+    def _sharing(self, settings: Settings, *parts: str) -> Services:
+        """Services for ``settings`` that take these ``parts`` from this one, where this one has built them."""
         other = Services(settings)
-        for part in ("store", "embed_model"):
+        for part in parts:
             if part in self.__dict__:
                 other.__dict__[part] = self.__dict__[part]
         return other

@@ -428,10 +428,6 @@ class Settings(BaseSettings):
         or ``settings.updated(tuning={"reading": {"accept": 0.4}})``."""
         return _merged(self, sections)
 
-    def cache_key(self) -> str:
-        """A string that changes whenever any setting does; keys the loaded services."""
-        return self.model_dump_json()
-
 
 def load_settings(**overrides: object) -> Settings:
     """Build ``Settings`` from the environment, with one readable error for a bad value.
