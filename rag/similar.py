@@ -7,69 +7,29 @@ between any of its chunks and any of the paper's.
 
 from __future__ import annotations
 
-import difflib
-from typing import TYPE_CHECKING
-
 from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
-from rag.errors import BadInput, IndexEmpty
 from rag.retrieve import ScoredChunk, group_by_paper, with_abstracts
 from rag.services import Services
 from rag.settings import Settings
-from rag.store.chunks import normalize_title
+from rag.titles import find_paper
 from rag.types import Source
 
-if TYPE_CHECKING:
-    from rag.store.chroma import Store
-
-__all__ = ["find_paper", "similar"]
-
-_PAGE = 1000
-
-
-def find_paper(store: Store, title: str) -> str:
-    """The id of the stored paper titled ``title`` (case, accents of form and punctuation aside), or with that id.
-
-    Raises:
-        BadInput: no stored paper has that title or id; the message names the closest titles.
-    """
-    wanted = " ".join(title.split())
-    if not wanted:
-        raise BadInput('The title is empty: give a stored paper\'s title, e.g. papercite similar "WaveMix ...".')
-    for where in ({"title": wanted}, {"paper_id": wanted}):
-        rows = store.collection.get(where=where, include=["metadatas"], limit=1)  # type: ignore[arg-type]
-        if rows["ids"]:
-            return str((rows["metadatas"] or [{}])[0]["paper_id"])
-    folded, titles = normalize_title(wanted), {}
-    offset = 0
-    while (rows := store.collection.get(where={"chunk_index": 0}, include=["metadatas"], limit=_PAGE, offset=offset))[
-        "ids"
-    ]:
-        for meta in rows["metadatas"] or []:
-            if (key := normalize_title(str(meta["title"]))) == folded:
-                return str(meta["paper_id"])
-            titles[key] = str(meta["title"])
-        offset += len(rows["ids"])
-    if not titles:
-        raise IndexEmpty(
-            f"The collection at {store.location} is empty: run `papercite ingest --sample` for the bundled "
-            "papers, or `papercite ingest FILE`."
-        )
-    close = [titles[t] for t in difflib.get_close_matches(folded, list(titles), n=3, cutoff=0.5)]
-    hint = f" Closest: {'; '.join(repr(t) for t in close)}." if close else ""
-    raise BadInput(f"No paper titled {wanted!r} in the collection.{hint} Give a title as the sources list shows it.")
+__all__ = ["similar"]
 
 
 def similar(
     title: str, top_k: int = 5, *, settings: Settings | None = None, services: Services | None = None
 ) -> list[Source]:
-    """The ``top_k`` papers nearest to the paper titled ``title``, best first, numbered from 1 (itself left out).
+    """The ``top_k`` papers nearest to the paper ``title`` names, best first, numbered from 1 (itself left out).
+
+    ``title`` is the whole title or words from it ("gpipe efficient training"; :func:`rag.titles.find_paper`).
 
     Each source's ``similarity`` is the best cosine between one of its chunks and one of
     the paper's; its ``passages`` hold that chunk.
 
     Raises:
-        BadInput: no stored paper has that title (see :func:`find_paper`).
+        BadInput: ``title`` names no stored paper, or several (see :func:`rag.titles.find_paper`).
         IndexEmpty: nothing has been ingested.
     """
     services = services or Services(settings or Settings())

@@ -89,7 +89,7 @@ def test_the_rooms_of_rag_import_only_downwards() -> None:
         {"rag.services"},
         {"rag.retrieve"},
         {"rag.answer"},
-        {"rag.similar", "rag.warm", "rag.export"},
+        {"rag.similar", "rag.warm", "rag.export", "rag.titles", "rag.table"},
         {"rag"},
     ]
 
