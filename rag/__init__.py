@@ -23,12 +23,15 @@ from rag.retrieve import retrieve
 from rag.settings import Settings
 from rag.similar import similar
 from rag.store.filters import Filters
+from rag.table import Cell, Column, Row, Table, TablePlan, table, table_stream
 from rag.types import Answer, Citation, PaperReading, Reading, Source, Timings
 
 __all__ = [
     "Answer",
     "BadInput",
+    "Cell",
     "Citation",
+    "Column",
     "EmptyQuestion",
     "Filters",
     "IndexEmpty",
@@ -37,9 +40,12 @@ __all__ = [
     "PaperReading",
     "PaperciteError",
     "Reading",
+    "Row",
     "Settings",
     "Source",
     "StoreError",
+    "Table",
+    "TablePlan",
     "Timings",
     "UnknownCollection",
     "ask",
@@ -47,4 +53,6 @@ __all__ = [
     "export",
     "retrieve",
     "similar",
+    "table",
+    "table_stream",
 ]

@@ -36,6 +36,7 @@ __all__ = [
     "fuse",
     "group_by_paper",
     "hybrid_retriever",
+    "papers_by_id",
     "retrieve",
     "retrieve_timed",
     "with_abstracts",
@@ -244,6 +245,40 @@ def with_abstracts(sources: Sequence[Source], chunks: Sequence[NodeWithScore], s
         texts = [nodes[i].get_content() for i in wanted[source.paper_id] if i in nodes]
         whole.append(replace(source, abstract=_join_overlapping(texts) if texts else " ".join(source.passages)))
     return whole
+
+
+def papers_by_id(store: Store, paper_ids: Sequence[str]) -> list[Source]:
+    """The stored papers with these ids, in that order, numbered from 1, each with its whole abstract
+    (ids not stored are left out)."""
+    firsts = store.nodes([chunk_id(p, 0) for p in paper_ids])
+    records = [
+        r
+        for p in paper_ids
+        if (r := ChunkRecord.read(firsts[chunk_id(p, 0)].metadata if chunk_id(p, 0) in firsts else None))
+    ]
+    rest = store.nodes([chunk_id(r.paper_id, i) for r in records for i in range(1, max(r.n_chunks, 1))])
+    chunks = {**firsts, **rest}
+    papers = []
+    for record in records:
+        texts = [
+            chunks[i].get_content()
+            for k in range(max(record.n_chunks, 1))
+            if (i := chunk_id(record.paper_id, k)) in chunks
+        ]
+        papers.append(
+            Source(
+                number=len(papers) + 1,
+                paper_id=record.paper_id,
+                title=record.title,
+                passages=tuple(texts[:1]),
+                score=0.0,
+                authors=record.authors,
+                year=record.year,
+                url=record.url,
+                abstract=_join_overlapping(texts),
+            )
+        )
+    return papers
 
 
 def _join_overlapping(texts: Sequence[str], longest: int = 1000, shortest: int = 20) -> str:

@@ -38,7 +38,7 @@ def test_knobs_are_set_under_tuning_and_listed_after_what_a_user_sets(monkeypatc
     assert settings.tuning.reading.accept == 0.4 and settings.answer.top_papers == 3
     shown = json.loads(CliRunner().invoke(cli, ["config"]).stdout)
     assert list(shown)[-1] == "tuning" and {"mode", "top_papers", "unsupported"} <= set(shown["answer"])
-    assert set(shown["tuning"]) == {"retrieval", "checks", "reading"}
+    assert set(shown["tuning"]) == {"retrieval", "checks", "reading", "table"}
 
 
 def test_updated_sets_nested_sections_and_leaves_the_rest() -> None:

@@ -27,7 +27,7 @@ from rag.llm.backends import llm_choices
 from rag.services import Services
 from rag.settings import LLMSettings, Settings
 from rag.warm import warm
-from ui.handlers import DOWNLOADS, NO_SOURCES, Handlers, max_upload_bytes, page_message
+from ui.handlers import DOWNLOADS, NO_SOURCES, TABLE_ROWS, Handlers, max_upload_bytes, page_message
 
 __all__ = ["CSS", "UPLOAD_TYPES", "build_app", "launch", "page_message", "warm_up"]
 
@@ -57,6 +57,14 @@ CSS = """
 .pc-why { color: #6b7280; }
 .pc-note { color: #6b7280; font-size: .85em; margin: .2em 0; }
 .pc-notice { font-weight: 600; color: #92400e; }
+.pc-table table { border-collapse: collapse; width: 100%; font-size: .9em; }
+.pc-table th, .pc-table td { border: 1px solid #e5e7eb; padding: .3em .5em; vertical-align: top; text-align: left; }
+.pc-table .pc-paper { font-weight: 600; max-width: 22em; }
+.pc-table .pc-none summary { color: #9ca3af; font-style: italic; }
+.pc-table .pc-pending { color: #9ca3af; }
+.pc-table summary { cursor: pointer; }
+.pc-table blockquote { margin: .3em 0; padding-left: .5em; border-left: 2px solid #facc15; font-size: .9em; }
+.pc-progress progress { width: 16em; vertical-align: middle; }
 """
 
 
@@ -76,10 +84,21 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
         turns = gr.State({})  # chat message index -> (its sources panel, its answer with references)
         pending = gr.State("")  # the checked question, handed from check_question to respond
         last = gr.State(None)  # the chat's last Answer: the next question is asked as its follow-up
-        with gr.Row(equal_height=False):
-            chat = _chat_column()
-            side = _side_column(settings, handlers.choices, handlers.default_llm, handlers.collection_names())
+        with gr.Tabs():
+            with gr.Tab("Chat", id="chat"), gr.Row(equal_height=False):
+                chat = _chat_column()
+                side = _side_column(settings, handlers.choices, handlers.default_llm, handlers.collection_names())
+            with gr.Tab("Table", id="table", elem_id="pc-table-tab"):
+                table = _table_tab()
         _wire_events(app, chat, side, _States(turns, pending, last), handlers)
+        table.button.click(
+            handlers.make_table,
+            inputs=[table.rows_from, table.search, table.columns, table.most, last, side.llm, side.selector],
+            outputs=[table.view, table.download],
+            concurrency_limit=settings.serve.concurrency,
+            concurrency_id="answer",  # the same model as the chat's answers: they wait in one queue
+            api_visibility="private",
+        )
     return app
 
 
@@ -119,6 +138,48 @@ class _Side:
     report: gr.Markdown
     top_k: gr.Slider
     llm: gr.Dropdown
+
+
+@dataclass(frozen=True)
+class _TableTab:
+    """The Table tab: which papers, which columns, the table as it fills, its CSV."""
+
+    rows_from: gr.Radio
+    search: gr.Textbox
+    columns: gr.Textbox
+    most: gr.Number
+    button: gr.Button
+    view: gr.HTML
+    download: gr.DownloadButton
+
+
+def _table_tab() -> _TableTab:
+    gr.Markdown(
+        "Ask the same short questions of every paper. Each cell is answered from that paper's abstract and checked "
+        "against it, or reads *not stated*; click a cell to see the sentence it rests on."
+    )
+    with gr.Row():
+        rows_from = gr.Radio(list(TABLE_ROWS), value=TABLE_ROWS[0], label="Papers", elem_id="pc-table-rows")
+        search = gr.Textbox(
+            label="Search (for the papers a search finds)",
+            placeholder="e.g. pipeline parallelism",
+            max_lines=1,
+            elem_id="pc-table-search",
+        )
+        most = gr.Number(value=10, minimum=1, maximum=500, precision=0, label="Most papers", elem_id="pc-table-most")
+    columns = gr.Textbox(
+        label="Columns, one per line: Name: question",
+        value="Dataset: Which dataset or benchmark is it evaluated on?\nResult: What is its main quantitative result?",
+        lines=4,
+        elem_id="pc-table-columns",
+    )
+    with gr.Row():
+        button = gr.Button("Make table", variant="primary", elem_id="pc-table-make", scale=1)
+        download = gr.DownloadButton(
+            "Download CSV", value=None, interactive=False, elem_id="pc-table-csv", size="sm", scale=1
+        )
+    view = gr.HTML("", elem_id="pc-table")
+    return _TableTab(rows_from, search, columns, most, button, view, download)
 
 
 def _chat_column() -> _Chat:

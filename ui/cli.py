@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
+import textwrap
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,7 @@ from rag.similar import similar as rag_similar
 from rag.store.check import check_store
 from rag.store.collections import delete_collection, list_collections, rename_collection
 from rag.store.names import DEFAULT
+from rag.table import Cell, Table, TablePlan, table_stream
 from rag.types import Answer, PaperReading
 from rag.warm import warm as warm_collection
 from ui.measure import bench, eval_command
@@ -222,6 +226,93 @@ def similar(title: str, top_k: int, as_json: bool, collection: str | None) -> No
     for p in papers:
         year = f", {p.year}" if p.year else ""
         click.echo(f"[{p.number}] {p.title}{year} (similarity {p.similarity:.2f})")
+
+
+@cli.command("table")
+@click.option(
+    "--column",
+    "columns",
+    multiple=True,
+    metavar='"NAME: QUESTION"',
+    help='A column: its name, a colon, the question asked of every paper (repeatable), e.g. "Dataset: Which dataset '
+    'is evaluated on?".',
+)
+@click.option("--paper", "papers", multiple=True, metavar="TITLE", help="A row: a title or words from it (repeatable).")
+@click.option("--about", metavar="QUESTION", help="The rows are the papers this question retrieves, best first.")
+@click.option(
+    "--limit", type=click.IntRange(0), default=50, show_default=True, help="Most rows; 0 for every paper chosen."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "markdown", "csv", "json"]),
+    default="text",
+    show_default=True,
+    help="text: a table in the terminal, row by row as each is read; markdown (GitHub), csv (a spreadsheet), or "
+    "json (each cell's status, confidence and the abstract sentence it rests on).",
+)
+@click.option("--backend", type=LLM_BACKENDS, help="LLM backend for the cells.")
+@collection_option
+@filter_options
+def table_command(
+    columns: tuple[str, ...],
+    papers: tuple[str, ...],
+    about: str | None,
+    limit: int,
+    fmt: str,
+    backend: str | None,
+    collection: str | None,
+    **filter_values: Any,
+) -> None:
+    """A table of papers: every column's question asked of every paper's abstract, each cell checked against it
+    (or "not stated"). Rows: --paper, --about, or the collection (narrowed by the filters)."""
+    settings = _settings(backend, collection)
+    stream = table_stream(
+        list(columns),
+        papers=list(papers) or None,
+        about=about,
+        filters=filters_from(**filter_values),
+        limit=limit or None,
+        settings=settings,
+    )
+    plan = next(stream)
+    assert isinstance(plan, TablePlan)
+    if plan.notice:
+        click.echo(plan.notice, err=True)
+    widths = _widths(plan) if fmt == "text" else []
+    if widths:
+        click.echo(_grid_line(["Paper", *(c.name for c in plan.columns)], widths))
+    cells: list[Cell] = []
+    with tqdm(total=plan.cells, desc="cells", unit="cell", disable=fmt == "text" or not sys.stderr.isatty()) as bar:
+        for item in stream:
+            if isinstance(item, Cell):
+                cells.append(item)
+                bar.update(1)
+                if widths and len(cells) % len(plan.columns) == 0:
+                    row = cells[-len(plan.columns) :]
+                    click.echo(_grid_line([f"[{item.row}] {item.title}", *(c.shown for c in row)], widths))
+            elif isinstance(item, Table) and fmt != "text":
+                click.echo({"markdown": item.to_markdown, "csv": item.to_csv, "json": item.to_json}[fmt](), nl=False)
+            elif isinstance(item, Table) and item.notice != plan.notice and item.notice:
+                click.echo(item.notice, err=True)
+
+
+def _widths(plan: TablePlan) -> list[int]:
+    """Column widths that fit the terminal: the paper a third, the columns sharing the rest."""
+    total = max(shutil.get_terminal_size((120, 24)).columns, 60)
+    paper = max(20, total // 3)
+    rest = max(12, (total - paper - 3 * len(plan.columns)) // len(plan.columns))
+    return [paper, *([rest] * len(plan.columns))]
+
+
+def _grid_line(texts: Sequence[str], widths: Sequence[int]) -> str:
+    """One row of the terminal table, each text wrapped to its column's width, a rule below."""
+    wrapped = [textwrap.wrap(t, w) or [""] for t, w in zip(texts, widths, strict=True)]
+    lines = [
+        " | ".join((col[i] if i < len(col) else "").ljust(w) for col, w in zip(wrapped, widths, strict=True)).rstrip()
+        for i in range(max(map(len, wrapped)))
+    ]
+    return "\n".join(lines) + "\n" + "-" * (sum(widths) + 3 * (len(widths) - 1))
 
 
 def _answer(

@@ -24,6 +24,7 @@ from rag.settings import LLMSettings, Settings
 from rag.similar import similar
 from rag.store.collections import check_name, collection_names
 from rag.store.filters import Filters
+from rag.table import Cell, Table, TablePlan, table_stream
 from rag.types import Answer, PaperReading, Reading
 from ui.render import (
     answer_markdown,
@@ -36,14 +37,17 @@ from ui.render import (
     similar_html,
     sources_html,
     streaming_markdown,
+    table_html,
     upload_report_markdown,
 )
 
-__all__ = ["DOWNLOADS", "NO_SOURCES", "Handlers", "max_upload_bytes", "page_filters", "page_message"]
+__all__ = ["DOWNLOADS", "NO_SOURCES", "TABLE_ROWS", "Handlers", "max_upload_bytes", "page_filters", "page_message"]
 
 log = logging.getLogger(__name__)
 
 #: The page's download buttons: format -> label.
+#: Where the Table tab takes its rows from (the choices, in order).
+TABLE_ROWS = ("the last answer's papers", "the papers a search finds", "the collection")
 DOWNLOADS = {"markdown": "Download Markdown", "bibtex": "Download BibTeX", "ris": "Download RIS"}
 NO_SOURCES = (
     '<div class="pc-sources"><p class="pc-empty">Ask a question: the papers behind the answer appear here.</p></div>'
@@ -185,6 +189,48 @@ class Handlers:
         if key not in self._by_llm:
             self._by_llm[key] = services.with_llm(services.settings.model_copy(update={"llm": llm}))
         return self._by_llm[key]
+
+    def make_table(
+        self,
+        rows_from: str,
+        search: str,
+        columns: str,
+        most: float | None,
+        last: Answer | None,
+        llm_label: str | None,
+        collection: str | None = None,
+    ) -> Iterator[tuple[Any, Any]]:
+        """Fill the Table tab: its columns (one "Name: question" per line) asked of the papers ``rows_from``
+        names (the last answer's sources, a search's, or the collection's), cell by cell; then the CSV to
+        download."""
+        no_file = gr.DownloadButton(value=None, interactive=False)
+        try:
+            choice: dict[str, Any] = {"limit": int(most or 10)}
+            if rows_from == TABLE_ROWS[0]:
+                if last is None or not last.sources:
+                    raise BadInput(
+                        "No answer yet: ask a question in the Chat tab first, or take the papers of a search "
+                        "or of the collection."
+                    )
+                choice["papers"] = [s.paper_id for s in last.sources]
+            elif rows_from == TABLE_ROWS[1]:
+                choice["about"] = search
+            asked = [line for line in columns.splitlines() if line.strip()] or [""]
+            stream = table_stream(asked, services=self._answering(collection, llm_label), **choice)
+            plan = next(stream)
+            assert isinstance(plan, TablePlan)
+            cells: list[Cell] = []
+            yield table_html(plan, cells), no_file
+            for item in stream:
+                if isinstance(item, Cell):
+                    cells.append(item)
+                    yield table_html(plan, cells), gr.skip()
+                elif isinstance(item, Table):
+                    path = Path(tempfile.mkdtemp(prefix="papercite-table-")) / "papercite-table.csv"
+                    path.write_text(item.to_csv(), encoding="utf-8")
+                    yield table_html(plan, cells, done=True), gr.DownloadButton(value=str(path), interactive=True)
+        except PaperciteError as exc:
+            raise gr.Error(page_message(exc, self.settings), print_exception=False) from None
 
     def similar_choices(self, last: Answer | None) -> Any:
         """The "More like this" menu: the papers of the chat's last answer."""

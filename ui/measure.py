@@ -27,7 +27,8 @@ from ui.options import command_settings as _settings
     default="bundled",
     show_default=True,
     help="bundled (the sample's hand-written questions), followup (two-turn chats over the sample), asreview "
-    "(2,000 ASReview abstracts, with --asreview), scifact (with --scifact), or a JSONL gold set asked of your store.",
+    "(2,000 ASReview abstracts, with --asreview), scifact (with --scifact), table (the gold tables of papers x "
+    "questions: bundled, and ASReview with --asreview), or a JSONL gold set asked of your store.",
 )
 @click.option(
     "--split",
@@ -108,6 +109,20 @@ def eval_command(
 ) -> None:
     """Measure retrieval, citation accuracy and abstention against a gold set (dev and test side by side)."""
     from evals.run import run_eval  # deferred: eval and bench only
+    from evals.table import run_table_eval  # deferred: eval and bench only
+
+    if gold_set == "table":
+        if limit or ablate or ablate_steps or retrieval_only or support or gate or alone or collection:
+            raise BadInput("--set table takes --split, --asreview, --replay, --backend and --out only.")
+        run_table_eval(
+            _settings(backend),
+            split=split,
+            asreview_path=asreview_path,
+            replay=replay,
+            out_dir=out_dir,
+            echo=click.echo,
+        )
+        return
 
     if collection is not None and not Path(gold_set).is_file():
         raise BadInput(
@@ -145,6 +160,50 @@ def _sizes(value: str) -> list[int | None]:
         return [None if v.strip() == "all" else int(v) for v in value.split(",")]
     except ValueError:
         raise click.BadParameter(f"{value!r}: give sizes like 2000,all") from None
+
+
+def _eval_collection_options(command: Any) -> Any:
+    """--set bundled|asreview and --asreview PATH: the eval collection a benchmark runs on."""
+    command = click.option(
+        "--asreview",
+        "asreview_path",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="With --set asreview: the JSONL(.gz) holding the ASReview records.",
+    )(command)
+    return click.option(
+        "--set", "gold_set", type=click.Choice(["bundled", "asreview"]), default="bundled", show_default=True
+    )(command)
+
+
+def _eval_collection(gold_set: str, asreview_path: Path | None) -> Any:
+    """The settings of the eval collection ``gold_set`` names, its papers ingested (nothing is written twice)."""
+    from evals.gold import load_asreview  # deferred: eval and bench only
+    from evals.harness import eval_settings  # deferred: eval and bench only
+
+    if gold_set == "asreview":
+        if asreview_path is None:
+            raise BadInput("--set asreview needs --asreview PATH: the abstracts.jsonl.gz holding the ASReview records.")
+        papers = load_asreview(asreview_path)
+    else:
+        papers = read_papers(sample_corpus()).papers
+    settings = eval_settings(_settings("embedded"), gold_set)
+    ingest_papers(papers, settings=settings, source=f"{gold_set} collection", progress=False)
+    return settings
+
+
+@bench.command("table")
+@_eval_collection_options
+def bench_table_command(gold_set: str, asreview_path: Path | None) -> None:
+    """How fast a table fills, cold and warm: the dev gold table's papers and columns, embedded model."""
+    from evals.bench_table import bench_table, table_speed  # deferred: eval and bench only
+    from evals.table import TABLE_SETS, load_table  # deferred: eval and bench only
+
+    settings = _eval_collection(gold_set, asreview_path)
+    gold = load_table(TABLE_SETS[gold_set][0])
+    click.echo(
+        f"\n{gold_set} dev table: {len(gold.titles)} papers x {len(gold.columns)} columns, {os.cpu_count()} cores:\n"
+    )
+    click.echo(table_speed(bench_table(settings, gold.titles, gold.columns, echo=click.echo)))
 
 
 @bench.command("ingest")
@@ -300,30 +359,17 @@ def bench_answer_command(limit: int, askers: str, backend: str) -> None:
 
 
 @bench.command("readings")
-@click.option("--set", "gold_set", type=click.Choice(["bundled", "asreview"]), default="bundled", show_default=True)
-@click.option(
-    "--asreview",
-    "asreview_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="With --set asreview: the JSONL(.gz) holding the ASReview records.",
-)
+@_eval_collection_options
 @click.option(
     "--limit", type=click.IntRange(1), default=24, show_default=True, help="Dev questions, taken evenly over the kinds."
 )
 def bench_readings_command(gold_set: str, asreview_path: Path | None, limit: int) -> None:
     """Per-paper against one-prompt: first cited finding and whole answer, cold (nothing read) and warm (read ahead)."""
     from evals.bench_readings import bench_modes, modes_table  # deferred: eval and bench only
-    from evals.gold import GOLD_SETS, load_asreview, load_gold  # deferred: eval and bench only
-    from evals.harness import eval_settings, stratified  # deferred: eval and bench only
+    from evals.gold import GOLD_SETS, load_gold  # deferred: eval and bench only
+    from evals.harness import stratified  # deferred: eval and bench only
 
-    if gold_set == "asreview":
-        if asreview_path is None:
-            raise BadInput("--set asreview needs --asreview PATH: the abstracts.jsonl.gz holding the ASReview records.")
-        papers = load_asreview(asreview_path)
-    else:
-        papers = read_papers(sample_corpus()).papers
-    settings = eval_settings(_settings("embedded"), gold_set)
-    ingest_papers(papers, settings=settings, source=f"{gold_set} collection", progress=False)
+    settings = _eval_collection(gold_set, asreview_path)
     questions = [q.question for q in stratified(load_gold(GOLD_SETS[gold_set][0]), limit)]
     rows = bench_modes(settings, questions, echo=lambda m: click.echo(m, err=True))
     click.echo(f"\n{len(questions)} {gold_set} dev questions, embedded model, {os.cpu_count()} cores:\n")

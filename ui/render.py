@@ -15,6 +15,7 @@ from pathlib import Path
 from rag.answer.citations import CITE
 from rag.answer.context import question_words
 from rag.answer.policy import stem
+from rag.table import Cell, TablePlan
 from rag.types import Answer, PaperReading, Reading, Sentence, Source
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "similar_html",
     "sources_html",
     "streaming_markdown",
+    "table_html",
     "upload_report_markdown",
 ]
 
@@ -194,6 +196,44 @@ def similar_html(title: str, sources: Sequence[Source]) -> str:
         f'<div class="pc-sources"><h4>More like “{html.escape(title)}” ({len(sources)})</h4>'
         '<p class="pc-note">The papers of the collection nearest to it in meaning, closest first.</p>'
         f"{cards or '<p>No other papers in the collection.</p>'}</div>"
+    )
+
+
+def table_html(plan: TablePlan, cells: Sequence[Cell], *, done: bool = False) -> str:
+    """The Table tab: a progress bar, then the table filled so far. A stated cell opens (click) to the
+    abstract sentence it rests on; a "not stated" one to why; a cell not read yet shows an ellipsis."""
+    total = plan.cells
+    status = "Done" if done else "Reading"
+    head = "".join(f"<th>{html.escape(c.name)}</th>" for c in plan.columns)
+    by_place = {(c.row, c.column): c for c in cells}
+    rows = []
+    for paper in plan.papers:
+        year = f' <span class="pc-why">({paper.year})</span>' if paper.year else ""
+        tds = "".join(_table_cell(by_place.get((paper.number, c.name))) for c in plan.columns)
+        rows.append(f'<tr><td class="pc-paper">{html.escape(paper.title)}{year}</td>{tds}</tr>')
+    notice = f'<p class="pc-notice">{html.escape(plan.notice)}</p>' if plan.notice else ""
+    return (
+        f'<div class="pc-table">{notice}<p class="pc-progress">'
+        f'<progress value="{len(cells)}" max="{total}"></progress> {status}: {len(cells)} of {total} cells</p>'
+        f"<table><thead><tr><th>Paper</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+    )
+
+
+def _table_cell(cell: Cell | None) -> str:
+    if cell is None:
+        return '<td class="pc-cell pc-pending">…</td>'
+    sure = f"{cell.confidence:.2f} sure the abstract answers this. " if cell.confidence is not None else ""
+    if cell.status == "stated":
+        return (
+            f'<td class="pc-cell pc-stated"><details><summary>{html.escape(cell.value)}</summary>'
+            f"<blockquote>{html.escape(cell.evidence)}</blockquote>"
+            f'<span class="pc-why">{html.escape(sure)}From the abstract of “{html.escape(cell.title)}”.</span>'
+            "</details></td>"
+        )
+    said = f" The model wrote “{html.escape(cell.value)}”, which the abstract does not hold." if cell.value else ""
+    return (
+        f'<td class="pc-cell pc-none"><details><summary>not stated</summary>'
+        f'<span class="pc-why">{html.escape(cell.reason)}.{said}</span></details></td>'
     )
 
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, TypeVar
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
@@ -50,6 +50,7 @@ from rag.types import Answer, Citation, PaperReading, Reading, Sentence, Source,
 __all__ = ["Asked", "Reader", "answer_from_readings", "decide", "papers_to_read"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def papers_to_read(sources: Sequence[Source], conf: ReadingSettings, *, several: bool, most: int) -> list[Source]:
@@ -68,9 +69,12 @@ class Reader:
     """Reads one paper at a time with the backend's model; falls back to the embedded model when
     Ollama fails in ``auto`` mode, as the one-prompt path does."""
 
-    def __init__(self, services: Services, backend: BackendLLM, *, may_fall_back: bool) -> None:
+    def __init__(
+        self, services: Services, backend: BackendLLM, *, may_fall_back: bool, max_tokens: int | None = None
+    ) -> None:
         self.services = services
         self.conf = services.settings.tuning.reading
+        self.max_tokens = max_tokens or self.conf.max_tokens  # a table's cells are shorter than findings
         self.backend = backend
         self.may_fall_back = may_fall_back and backend.label.startswith("ollama:")
         self.notice = ""
@@ -79,7 +83,7 @@ class Reader:
         self.verify = VerifyConfig(checks.move_margin, checks.min_support, checks.echo_words)
 
     def _llms(self, backend: BackendLLM) -> ReadingLLMs:
-        return reading_llms(backend, self.conf.max_tokens, self.conf.top_logprobs)
+        return reading_llms(backend, self.max_tokens, self.conf.top_logprobs)
 
     def read(self, source: Source, question: str, previous: str | None) -> PaperReading:
         """Read ``source`` for ``question``: its verdict and confidence, and its verified finding when asked for.
@@ -87,8 +91,17 @@ class Reader:
         Raises:
             LLMUnavailable: the backend (and, in auto mode, the embedded model) cannot answer.
         """
+        return self.falling_back(lambda: self._read(source, question, previous))
+
+    def falling_back(self, call: Callable[[], T]) -> T:
+        """``call()``; when Ollama fails in ``auto`` mode, ``call()`` again with the embedded model, and the
+        notice says so.
+
+        Raises:
+            LLMUnavailable: the backend (and, in auto mode, the embedded model) cannot answer.
+        """
         try:
-            return self._read(source, question, previous)
+            return call()
         except LLMUnavailable as exc:
             if not self.may_fall_back:
                 raise
@@ -99,7 +112,7 @@ class Reader:
             self.llms = self._llms(self.backend)
             self.notice = f"{exc} The embedded model read the papers instead."
             log.warning("%s", self.notice)
-            return self._read(source, question, previous)
+            return call()
 
     def _floor(self) -> float:
         """The least confidence worth a finding: below it the decision cannot cite the paper."""

@@ -37,7 +37,7 @@ from rag.answer.citations import MARKER, marker_numbers, split_sentences
 from rag.answer.policy import COMMON_NUMBERS, NUMBER_WORDS, STOPWORDS, is_name, stem
 from rag.types import Sentence, Source
 
-__all__ = ["Evidence", "VerifyConfig", "evidence_in", "verify_sentences"]
+__all__ = ["Evidence", "VerifyConfig", "content_words", "evidence_in", "missing_from", "verify_sentences"]
 
 Embed = Callable[[list[str]], list[list[float]]]
 
@@ -194,6 +194,23 @@ def verify_sentences(
                 )
         checked.append(sentence)
     return checked
+
+
+def missing_from(text: str, source: Source) -> list[str]:
+    """The numbers and rare terms ``text`` states that ``source``'s title and abstract lack, numbers first.
+
+    Every number counts, a single digit too: a table cell is short, and its number is its claim.
+    """
+    paper = _Abstract(source)
+    evidence = evidence_in(text)
+    return [n for n in sorted(evidence.numbers) if not paper.holds(n, True)] + [
+        t for t in sorted(evidence.terms) if not paper.holds(t, False)
+    ]
+
+
+def content_words(text: str) -> set[str]:
+    """A text's content words as the checks compare them: stemmed, cut to six letters, common words left out."""
+    return _content(text)
 
 
 def _weak(number: str) -> bool:

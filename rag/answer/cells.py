@@ -1,0 +1,278 @@
+"""One cell of a table: one paper's abstract asked one short question, answered in a few words or "not stated".
+
+A cell is a per-paper reading (:mod:`rag.answer.readings`) with a shorter answer: the same
+instructions and abstract first, so a paper already read for a question (or by
+``papercite warm``) costs a cell only its own question's tokens, then the column's
+question and a request for the answer alone. The verdict's P(YES) decides whether the
+abstract states an answer at all (``tuning.table.accept``); only then is the answer
+written, and it is shown only when its abstract holds it:
+
+- every number and rare term of the answer literally (``rag.answer.verify.missing_from``), and
+- at least ``tuning.table.overlap`` of its content words (the answer is taken from the
+  abstract, not from the question or the model's memory).
+
+An answer that fails is not shown: the cell reads "not stated", and its status says why.
+The sentence a cell rests on is the abstract's sentence holding most of the answer's
+words, the column's question breaking ties.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from llama_index.core.base.llms.types import ChatMessage, ChatResponse, LogProb, MessageRole
+
+from rag.answer.citations import split_sentences
+from rag.answer.context import question_words
+from rag.answer.policy import QUESTION_WORDS, stem
+from rag.answer.readings import READING_PROMPT, _abstract_block
+from rag.answer.verify import content_words, evidence_in, missing_from
+from rag.errors import BadInput
+from rag.types import Source
+
+__all__ = [
+    "CELL_ASK",
+    "NOT_STATED",
+    "NO_ABSTRACT",
+    "VALUE_ASK",
+    "Cell",
+    "CellStatus",
+    "Column",
+    "calibrated",
+    "cell_messages",
+    "check_value",
+    "parse_value",
+    "resting_sentence",
+    "stated_probability",
+]
+
+#: What a table shows in a cell its abstract does not answer.
+NOT_STATED = "not stated"
+#: What follows the column's question when the model decides: the answer alone, or NOT STATED. The
+#: first token's log-probabilities give P(stated) (:func:`stated_probability`).
+CELL_ASK = (
+    "Give only the answer, in a few words copied from the abstract. If this abstract does not state the answer, "
+    "reply NOT STATED."
+)
+#: What follows it when the model, sure enough that the abstract states it, writes the answer: greedy
+#: decoding picks NOT STATED whenever it is the likeliest single reply, even at P(stated) 0.6.
+VALUE_ASK = "Give only the answer, in a few words copied from the abstract."
+#: Longest column a user may type: a short question, not a prompt.
+LONGEST_COLUMN = 300
+
+CellStatus = Literal["stated", "not stated", "unsupported"]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a table: a short name for its header and the question asked of every paper.
+
+    ``Column.parse("Dataset: Which dataset is evaluated on?")`` is named "Dataset"; a column
+    with no name before a colon (at most four words, not starting as a question does) is named
+    by its question.
+    """
+
+    name: str
+    question: str
+
+    @classmethod
+    def parse(cls, text: str) -> Column:
+        """The column ``text`` describes ("Name: question" or a question alone).
+
+        Raises:
+            BadInput: ``text`` is empty or longer than 300 characters.
+        """
+        text = " ".join(str(text).split())
+        if not text:
+            raise BadInput('A column is empty: give a short question, e.g. --column "Dataset: Which dataset is used?".')
+        if len(text) > LONGEST_COLUMN:
+            raise BadInput(
+                f"The column {text[:40]!r}... is {len(text)} characters: keep a column under {LONGEST_COLUMN}, "
+                "one short question."
+            )
+        name, sep, question = text.partition(":")
+        words = name.split()
+        if sep and words and question.strip() and len(words) <= 4 and words[0].capitalize() not in QUESTION_WORDS:
+            return cls(name.strip(), question.strip())
+        return cls(text, text)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """What one paper's abstract says to one column.
+
+    Attributes:
+        row: the paper's row, from 1.
+        paper_id: the paper's stable id.
+        title: the paper's title (what the cell cites).
+        column: the column's name.
+        value: the answer the model wrote, checked against the abstract ("" when it wrote none).
+        status: ``stated`` (shown), ``not stated`` (the abstract does not answer), or
+            ``unsupported`` (the model wrote an answer its abstract does not hold: not shown).
+        confidence: the model's P(YES) that the abstract answers, when the backend gives it.
+        evidence: the abstract's sentence a stated cell rests on ("" otherwise).
+        reason: why a cell is not stated, in words a reader can check.
+        seconds: how long the cell took.
+    """
+
+    row: int
+    paper_id: str
+    title: str
+    column: str
+    value: str
+    status: CellStatus
+    confidence: float | None = None
+    evidence: str = ""
+    reason: str = ""
+    seconds: float = 0.0
+
+    @property
+    def shown(self) -> str:
+        """What the table shows: the value when stated, else "not stated"."""
+        return self.value if self.status == "stated" else NOT_STATED
+
+
+def cell_messages(source: Source, column: Column, ask: str = CELL_ASK) -> list[ChatMessage]:
+    """The chat messages asking ``source``'s abstract ``column``'s question (``ask``: decide, or
+    :data:`VALUE_ASK`: write the answer); they start as every reading of the paper does."""
+    return [
+        ChatMessage(role=MessageRole.SYSTEM, content=READING_PROMPT),
+        ChatMessage(role=MessageRole.USER, content=f"{_abstract_block(source)}\n\nQuestion: {column.question}\n{ask}"),
+    ]
+
+
+_YES = re.compile(r"^\W*yes\b[\W]*", re.IGNORECASE)
+_SAYS_NONE = re.compile(
+    r"^\W*(?:no\b|none\b|n/?a\b|unknown\b|not (?:stated|mentioned|specified|reported|given|provided|available)\b|"
+    r"the abstract (?:does not|doesn't)|it (?:is|was) not)",
+    re.IGNORECASE,
+)
+_LEAD_IN = re.compile(
+    r"^(?:answer\s*:\s*|the answer is\s*|(?:the )?(?:abstract|paper|study|authors?) (?:reports?|states?|uses?|"
+    r"evaluates?(?: on)?|mentions?)(?: that)?\s*[:,]?\s*)",
+    re.IGNORECASE,
+)
+
+
+def stated_probability(logprobs: Sequence[Sequence[LogProb]] | None) -> float | None:
+    """P(the reply is an answer) at its first token that is not blank: 1 - P(NOT / NO / NONE / N/A ...) over
+    the alternatives the backend listed; None without log-probabilities."""
+    for alternatives in logprobs or ():
+        if not alternatives or not alternatives[0].token.strip():
+            continue
+        total = none = 0.0
+        for alt in alternatives:
+            p = math.exp(alt.logprob)
+            total += p
+            if _NONE_TOKEN.match(alt.token.strip()):
+                none += p
+        return 1.0 - none / total if total > 0 else None
+    return None
+
+
+#: The content-free abstract a column's base rate is read from (:func:`calibrated`).
+NO_ABSTRACT = Source(0, "", "N/A", ("N/A",), 0.0, abstract="N/A")
+
+
+def calibrated(p: float, base: float | None) -> float:
+    """P(stated) with the column's own lean taken out ("calibrate before use", Zhao et al. 2021).
+
+    ``base`` is P(stated) for the same column asked of a content-free abstract ("N/A"): how
+    much the question's wording alone pulls the model towards answering. On the dev tables it
+    ranged from 0.03 (Duration) to 0.12 (Comparator), so one threshold on the raw probability
+    meant a different bar per column. The odds of stating are divided by the base's odds.
+    """
+    if base is None or not 0.0 < base < 1.0:
+        return p
+    stated, unstated = p / base, (1.0 - p) / (1.0 - base)
+    return stated / (stated + unstated) if stated + unstated > 0 else p
+
+
+_NONE_TOKEN = re.compile(r"^(?:not?|none|n/?a|unknown)", re.IGNORECASE)
+
+
+def parse_value(response: ChatResponse) -> str:
+    """The answer in a reply that goes on from YES: its first line or sentence, without lead-ins
+    ("Answer:", "The abstract reports that") or a closing full stop; "" when it says there is none."""
+    text = (response.message.content or "").strip()
+    text = _YES.sub("", text, count=1)
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    if not line or _SAYS_NONE.match(line):
+        return ""
+    first = split_sentences(line)[0] if split_sentences(line) else line
+    value = _LEAD_IN.sub("", first).strip().strip('"').rstrip(".").strip()
+    return value[:1].upper() + value[1:] if value else ""
+
+
+def check_value(value: str, source: Source, overlap: float) -> tuple[bool, str]:
+    """Whether ``value`` is held by ``source``'s abstract: every number and rare term literally, and at least
+    ``overlap`` of its content words; with the reason when it is not."""
+    if not value:
+        return False, "the model wrote no answer"
+    missing = missing_from(value, source)
+    if missing:
+        return False, f"the abstract does not state {missing[0]!r}"
+    abstract = f"{source.title} {source.abstract or ' '.join(source.passages)}"
+    held_kinds = _magnitudes(abstract)
+    if wrong := next(((n, k) for n, k in _magnitudes(value) if (n, k) not in held_kinds), None):
+        return False, f"the abstract does not state {wrong[0]} as {_KIND_WORDS[wrong[1]]}"
+    words = content_words(value)
+    if words and not evidence_in(value):
+        held = words & content_words(f"{source.title} {source.abstract or ' '.join(source.passages)}")
+        if len(held) < overlap * len(words):
+            return False, f"only {len(held)} of the answer's {len(words)} words are in the abstract"
+    return True, ""
+
+
+_MAGNITUDE = re.compile(
+    r"(?<![\w.])(\d+(?:\.\d+)?)\s*-?\s*(%|percent\b|x\b|×|times\b|-?fold\b|trillion\b|billion\b|million\b|"
+    r"thousand\b|[tbmk]\b)",
+    re.IGNORECASE,
+)
+_KINDS = {"%": "%", "percent": "%", "x": "x", "×": "x", "times": "x", "fold": "x", "-fold": "x"}
+_KINDS |= {"trillion": "t", "t": "t", "billion": "b", "b": "b", "million": "m", "m": "m", "thousand": "k", "k": "k"}
+_KIND_WORDS = {
+    "%": "a percentage",
+    "x": "a ratio",
+    "t": "trillions",
+    "b": "billions",
+    "m": "millions",
+    "k": "thousands",
+}
+
+
+def _magnitudes(text: str) -> set[tuple[str, str]]:
+    """Each number with a magnitude after it ("1.3 billion", "7B", "30%", "2.5x"): (number, kind).
+
+    A cell's "1.3 billion parameters" is not held by an abstract's "1.3%": the number is there,
+    what it counts is not.
+    """
+    return {(n, _KINDS[k.lower()]) for n, k in _MAGNITUDE.findall(text)}
+
+
+def resting_sentence(value: str, question: str, source: Source) -> str:
+    """The abstract's sentence that holds most of ``value``'s numbers, terms and words (the question's words
+    break ties); the title when no sentence holds any."""
+    sentences = split_sentences(source.abstract or " ".join(source.passages))
+    evidence = evidence_in(value)
+    literal = [item.lower() for item in evidence.items()]
+    words = content_words(value)
+    asked = question_words(question)
+
+    def score(sentence: str) -> tuple[int, int, int]:
+        lower = sentence.lower()
+        return (
+            sum(item in lower for item in literal),
+            len(words & content_words(sentence)),
+            len(asked & {stem(w) for w in re.findall(r"\w+", lower)}),
+        )
+
+    scored = [(score(s), -i, s) for i, s in enumerate(sentences)]
+    best = max(scored, default=None)
+    if best is None or best[0][:2] == (0, 0):
+        return source.title
+    return best[2]
