@@ -27,12 +27,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 
 from rag.answer.cells import (
-    NO_ABSTRACT,
     NOT_STATED,
     VALUE_ASK,
     Cell,
     Column,
-    calibrated,
     cell_messages,
     check_value,
     parse_value,
@@ -189,12 +187,11 @@ def table_stream(
         may_fall_back=services.settings.llm.backend == "auto",
         max_tokens=services.settings.tuning.table.max_tokens,
     )
-    bases = {c.name: reader.falling_back(lambda c=c: _base(reader, c)) for c in plan.columns}
     rows = []
     for source in plan.papers:
         cells = []
         for column in plan.columns:
-            cell = reader.falling_back(lambda s=source, c=column: _cell(reader, s, c, bases[c.name]))
+            cell = reader.falling_back(lambda s=source, c=column: _cell(reader, s, c))
             cells.append(cell)
             yield cell
         rows.append(Row(source.number, source.paper_id, source.title, source.year, source.url, tuple(cells)))
@@ -268,15 +265,9 @@ def _collection_plan(
     return TablePlan(columns, tuple(papers_by_id(store, kept)), " ".join(n for n in (notice, more) if n))
 
 
-def _base(reader: Reader, column: Column) -> float | None:
-    """The column's P(stated) for a content-free abstract: its wording's own pull towards answering."""
-    reply = chat_once(reader.backend, reader.llms.verdict, cell_messages(NO_ABSTRACT, column))
-    return stated_probability(reply.logprobs)
-
-
-def _cell(reader: Reader, source: Source, column: Column, base: float | None) -> Cell:
-    """One paper asked one column: the reply's first token gives P(stated), calibrated against the column's
-    ``base``; when that reaches ``tuning.table.accept`` the answer is written and checked against the abstract."""
+def _cell(reader: Reader, source: Source, column: Column) -> Cell:
+    """One paper asked one column: the reply's first token gives P(stated); when that reaches
+    ``tuning.table.accept`` the answer is written and checked against the abstract."""
     started = time.perf_counter()
     conf = reader.services.settings.tuning.table
     backend: BackendLLM = reader.backend
@@ -284,7 +275,6 @@ def _cell(reader: Reader, source: Source, column: Column, base: float | None) ->
     kept = {"prefix": prefix_of(source)} if reader.llms.keeps_prefixes else {}
     first = chat_once(backend, reader.llms.verdict, messages, **kept)
     p = stated_probability(first.logprobs)
-    p = None if p is None else calibrated(p, base)
     said = bool(parse_value(first)) if p is None else p >= conf.accept
     confidence = None if p is None else round(p, 4)
     cell = Cell(source.number, source.paper_id, source.title, column.name, "", "not stated", confidence)

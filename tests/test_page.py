@@ -556,9 +556,8 @@ def test_the_table_tab_fills_cell_by_cell_opens_a_cell_to_its_sentence_and_downl
     data_dir = tmp_path_factory.mktemp("table") / "data"
     shutil.copytree(sample_store, data_dir)
     settings = Settings(data_dir=data_dir, llm={"backend": "embedded"})
-    # The column's base rate, then two papers x one column: GPipe's parameters (557 million is in its
-    # abstract), then the next paper's no.
-    model = SteppedLLM().enqueue(("NO", 0.5), ("YES", 0.9), "YES\n557 million parameters.", ("NO", 0.1))
+    # Two papers x one column: GPipe's parameters (557 million is in its abstract), then the next paper's no.
+    model = SteppedLLM().enqueue(("YES", 0.9), "YES\n557 million parameters.", ("NO", 0.1))
     app = build_app(settings, Services(settings, llm=model))
     url = launch(app, settings, port=_free_port(), block=False)
     try:
@@ -576,7 +575,7 @@ def test_the_table_tab_fills_cell_by_cell_opens_a_cell_to_its_sentence_and_downl
         page.wait_for_function(f"{progress}?.getAttribute('max') === '2'", timeout=120_000)
         assert page.locator("#pc-table .pc-pending").count() == 2  # both cells wait; the papers are listed
         assert GPIPE_TITLE in page.inner_text("#pc-table table")
-        model.allow(3)  # the column's base rate, then the first cell: verdict and answer
+        model.allow(2)  # the first cell: verdict and answer
         page.wait_for_function(f"{progress}.getAttribute('value') === '1'", timeout=120_000)
         assert "1 of 2 cells" in page.inner_text("#pc-table") and page.locator("#pc-table .pc-pending").count() == 1
         assert page.locator("#pc-table-csv").is_disabled()  # nothing to download until the table is done

@@ -140,12 +140,9 @@ def test_the_answer_is_read_without_lead_ins_and_none_is_not_an_answer() -> None
 
 
 def _filled(scripted: ScriptedLLM) -> ScriptedLLM:
-    # First each column's base rate (asked of a content-free abstract; 0.5 leaves P(stated) as it is).
     # GPipe: parameters answered (557 million is in its abstract), hardware answered with a number
     # its abstract lacks (not shown); WaveMix: parameters below the threshold, hardware answered "not stated".
     return scripted.enqueue(
-        ("NO", 0.5),
-        ("NO", 0.5),
         ("YES", 0.9),
         "YES\n557 million parameters.",
         ("YES", 0.9),
@@ -169,8 +166,7 @@ def test_a_table_streams_its_plan_each_cell_then_the_table(sample_settings: Any,
     assert "0.10 sure" in cells[2].reason
     assert [r.title for r in done.rows] == [GPIPE, WAVEMIX] and done.model == "custom:scripted"
     # every column of a paper is asked before the next paper, and every request starts with that paper's abstract
-    asked = [m[1].content for m in scripted.history[2:]]
-    assert all('Abstract of "N/A"' in m[1].content for m in scripted.history[:2])  # the columns' base rates
+    asked = [m[1].content for m in scripted.history]
     assert all(GPIPE in a for a in asked[:4]) and all(WAVEMIX in a for a in asked[4:])
 
 
@@ -242,11 +238,3 @@ def test_a_number_counts_only_with_what_it_counts() -> None:
     assert check_value("2.5 times faster", paper, 0.5)[0]
     held, why = check_value("1.3 billion parameters", paper, 0.5)
     assert not held and why == "the abstract does not state 1.3 as billions"
-
-
-def test_a_columns_own_lean_is_taken_out_of_p_stated() -> None:
-    from rag.answer.cells import calibrated
-
-    assert calibrated(0.3, 0.5) == pytest.approx(0.3) and calibrated(0.3, None) == 0.3
-    # a column the model answers readily (base 0.12) needs more than one it rarely answers (0.03)
-    assert calibrated(0.3, 0.03) > 0.9 > calibrated(0.3, 0.12)

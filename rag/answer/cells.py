@@ -37,12 +37,10 @@ from rag.types import Source
 __all__ = [
     "CELL_ASK",
     "NOT_STATED",
-    "NO_ABSTRACT",
     "VALUE_ASK",
     "Cell",
     "CellStatus",
     "Column",
-    "calibrated",
     "cell_messages",
     "check_value",
     "parse_value",
@@ -172,24 +170,6 @@ def stated_probability(logprobs: Sequence[Sequence[LogProb]] | None) -> float | 
                 none += p
         return 1.0 - none / total if total > 0 else None
     return None
-
-
-#: The content-free abstract a column's base rate is read from (:func:`calibrated`).
-NO_ABSTRACT = Source(0, "", "N/A", ("N/A",), 0.0, abstract="N/A")
-
-
-def calibrated(p: float, base: float | None) -> float:
-    """P(stated) with the column's own lean taken out ("calibrate before use", Zhao et al. 2021).
-
-    ``base`` is P(stated) for the same column asked of a content-free abstract ("N/A"): how
-    much the question's wording alone pulls the model towards answering. On the dev tables it
-    ranged from 0.03 (Duration) to 0.12 (Comparator), so one threshold on the raw probability
-    meant a different bar per column. The odds of stating are divided by the base's odds.
-    """
-    if base is None or not 0.0 < base < 1.0:
-        return p
-    stated, unstated = p / base, (1.0 - p) / (1.0 - base)
-    return stated / (stated + unstated) if stated + unstated > 0 else p
 
 
 _NONE_TOKEN = re.compile(r"^(?:not?|none|n/?a|unknown)", re.IGNORECASE)
