@@ -50,8 +50,11 @@ from rag.types import Source
 
 __all__ = ["NOT_STATED", "Cell", "Column", "Row", "Table", "TablePlan", "table", "table_stream"]
 
-#: Rows a table has unless told otherwise: a table over a whole collection of thousands is hours of reading.
+#: Rows a table of the collection has unless told otherwise: a collection of thousands is hours of reading.
 DEFAULT_LIMIT = 50
+#: Rows a table of the papers a question retrieves has unless told otherwise: the best ones, not every
+#: paper with one chunk among the retrievers' candidates.
+ABOUT_LIMIT = 10
 #: Most columns one table asks.
 MOST_COLUMNS = 12
 
@@ -129,7 +132,7 @@ def table(
     papers: Sequence[str] | None = None,
     about: str | None = None,
     filters: Filters | None = None,
-    limit: int | None = DEFAULT_LIMIT,
+    limit: int | None = None,
     settings: Settings | None = None,
     services: Services | None = None,
 ) -> Table:
@@ -149,7 +152,7 @@ def table_stream(
     papers: Sequence[str] | None = None,
     about: str | None = None,
     filters: Filters | None = None,
-    limit: int | None = DEFAULT_LIMIT,
+    limit: int | None = None,
     settings: Settings | None = None,
     services: Services | None = None,
 ) -> Iterator[TablePlan | Cell | Table]:
@@ -160,13 +163,13 @@ def table_stream(
         papers: titles, or words from titles ("gpipe"), of the rows; else ``about`` or the collection.
         about: a question whose retrieved papers are the rows, best first.
         filters: only papers that pass (years, author, source file).
-        limit: most rows (None: every paper the choice gives).
+        limit: most rows; None: every named paper, 10 for ``about``, 50 of the collection; 0: every paper.
         settings: defaults to ``Settings()``.
         services: the store, encoder and LLM to read with; built from ``settings`` when None.
 
     Raises:
         BadInput: a column is empty, over 300 characters or repeated; a paper is unknown or
-            ambiguous; ``papers`` and ``about`` are both given.
+            ambiguous; ``papers`` is given with ``about`` or with filters.
         IndexEmpty: the collection holds no papers.
         NoMatch: no paper passes ``filters``.
         UnknownCollection: the collection in ``settings`` does not exist.
@@ -176,8 +179,10 @@ def table_stream(
     asked = _columns(columns)
     if papers is not None and about is not None:
         raise BadInput("Give the papers or a question to find them (--paper or --about), not both.")
-    if limit is not None and limit < 1:
-        raise BadInput(f"The limit {limit} leaves no row: give 1 or more, or no limit.")
+    if papers is not None and filters is not None and filters.active:
+        raise BadInput("Named papers are the rows as they are: leave out the filters, or use --about or none.")
+    if limit is not None and limit < 0:
+        raise BadInput(f"The limit {limit} leaves no row: give 1 or more, or 0 for every paper.")
     services = services or Services(settings or Settings())
     plan = _plan(asked, services, papers=papers, about=about, filters=filters, limit=limit)
     yield plan
@@ -234,13 +239,14 @@ def _plan(
         if not papers:
             raise BadInput("No paper given: name one or more papers, or leave them out for the collection.")
         ids = list(dict.fromkeys(find_paper(services.store, p) for p in papers))
-        chosen = papers_by_id(services.store, ids[:limit] if limit else ids)
+        chosen = papers_by_id(services.store, ids[: limit or None])
         left = len(ids) - len(chosen)
         return TablePlan(columns, tuple(chosen), f"{left} more papers left out by the limit." if left > 0 else "")
     if about is not None:
         if not about.strip():
             raise BadInput('The question for --about is empty: give one, e.g. --about "pipeline parallelism".')
-        found, _, notice = retrieve_timed(about, services, limit or DEFAULT_LIMIT, filters=filters)
+        top = ABOUT_LIMIT if limit is None else limit or services.settings.tuning.retrieval.candidates
+        found, _, notice = retrieve_timed(about, services, top, filters=filters)
         return TablePlan(columns, tuple(found), notice)
     return _collection_plan(columns, services, filters, limit)
 
@@ -259,7 +265,7 @@ def _collection_plan(
             f"The collection {store.name!r} at {store.location} holds no papers: add some with "
             f"`papercite ingest --collection {store.name} FILE` (or --sample) before making a table."
         )
-    kept = ids[:limit] if limit else ids
+    kept = ids[: DEFAULT_LIMIT if limit is None else limit or None]
     left = len(ids) - len(kept)
     more = f"The table has the first {len(kept)} of {len(ids)} papers; give a higher limit for more." if left else ""
     return TablePlan(columns, tuple(papers_by_id(store, kept)), " ".join(n for n in (notice, more) if n))

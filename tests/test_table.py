@@ -214,6 +214,12 @@ def test_papercite_table_prints_rows_or_one_line_of_error(
     rows = list(csv.reader(io.StringIO(result.stdout)))
     assert rows[1][2] == "557 million parameters"
 
+    text = CliRunner().invoke(cli_module.cli, args, env={"COLUMNS": "160"})
+    assert text.exit_code == 0, text.output
+    lines = text.stdout.splitlines()
+    assert lines[0].startswith("Paper") and "| Parameters" in lines[0] and "| Hardware" in lines[0]
+    assert any("[1] GPipe" in line and "557 million parameters" in line for line in lines)
+
     bad = CliRunner().invoke(cli_module.cli, ["table", "--column", "x" * 400])
     assert bad.exit_code == 3 and bad.stderr.count("\n") == 1 and "under 300" in bad.stderr
 
@@ -238,3 +244,22 @@ def test_a_number_counts_only_with_what_it_counts() -> None:
     assert check_value("2.5 times faster", paper, 0.5)[0]
     held, why = check_value("1.3 billion parameters", paper, 0.5)
     assert not held and why == "the abstract does not state 1.3 as billions"
+
+
+def test_the_rows_are_named_papers_a_questions_papers_or_the_collections(
+    sample_settings: Any, scripted: ScriptedLLM
+) -> None:
+    from rag import Filters
+
+    services = Services(sample_settings, llm=scripted)
+    about = next(table_stream(COLUMNS, about="pipeline parallelism for giant networks", services=services))
+    assert isinstance(about, TablePlan) and len(about.papers) == 10 and about.papers[0].title == GPIPE
+    assert all(p.abstract for p in about.papers)
+    some = next(table_stream(COLUMNS, limit=3, services=services))
+    assert isinstance(some, TablePlan) and len(some.papers) == 3
+    assert "first 3 of 84 papers" in some.notice
+    every = next(table_stream(COLUMNS, limit=0, services=services))
+    assert isinstance(every, TablePlan) and len(every.papers) == 84 and not every.notice
+    with pytest.raises(BadInput, match="leave out the filters"):
+        next(table_stream(COLUMNS, papers=["gpipe"], filters=Filters(since=2020), services=services))
+    assert scripted.history == []

@@ -240,7 +240,9 @@ def similar(title: str, top_k: int, as_json: bool, collection: str | None) -> No
 @click.option("--paper", "papers", multiple=True, metavar="TITLE", help="A row: a title or words from it (repeatable).")
 @click.option("--about", metavar="QUESTION", help="The rows are the papers this question retrieves, best first.")
 @click.option(
-    "--limit", type=click.IntRange(0), default=50, show_default=True, help="Most rows; 0 for every paper chosen."
+    "--limit",
+    type=click.IntRange(0),
+    help="Most rows (default: 50 of the collection, 10 for --about, every --paper); 0 for every paper.",
 )
 @click.option(
     "--format",
@@ -258,7 +260,7 @@ def table_command(
     columns: tuple[str, ...],
     papers: tuple[str, ...],
     about: str | None,
-    limit: int,
+    limit: int | None,
     fmt: str,
     backend: str | None,
     collection: str | None,
@@ -272,7 +274,7 @@ def table_command(
         papers=list(papers) or None,
         about=about,
         filters=filters_from(**filter_values),
-        limit=limit or None,
+        limit=limit,
         settings=settings,
     )
     plan = next(stream)

@@ -1,15 +1,21 @@
 """One cell of a table: one paper's abstract asked one short question, answered in a few words or "not stated".
 
-A cell is a per-paper reading (:mod:`rag.answer.readings`) with a shorter answer: the same
+A cell starts as every per-paper reading does (:mod:`rag.answer.readings`): the same
 instructions and abstract first, so a paper already read for a question (or by
-``papercite warm``) costs a cell only its own question's tokens, then the column's
-question and a request for the answer alone. The verdict's P(YES) decides whether the
-abstract states an answer at all (``tuning.table.accept``); only then is the answer
-written, and it is shown only when its abstract holds it:
+``papercite warm``) costs a cell only its own question's tokens. Then the column's question
+and :data:`CELL_ASK`: the answer alone, or NOT STATED. One token is generated; its
+log-probabilities give P(stated) (:func:`stated_probability`), which decides whether the
+abstract states an answer at all (``tuning.table.accept``). Only then is the answer written,
+by the same request without the NOT STATED sentence (:data:`VALUE_ASK`), and it is shown only
+when its abstract holds it:
 
-- every number and rare term of the answer literally (``rag.answer.verify.missing_from``), and
+- every number and rare term of the answer literally (``rag.answer.verify.missing_from``),
+  each number with what it counts (:func:`check_value`: "1.3 billion" is not "1.3%"), and
 - at least ``tuning.table.overlap`` of its content words (the answer is taken from the
   abstract, not from the question or the model's memory).
+
+Chosen on the dev tables against the reading's own YES/NO verdict and against a per-column
+calibration: docs/eval/README.md "Tables".
 
 An answer that fails is not shown: the cell reads "not stated", and its status says why.
 The sentence a cell rests on is the abstract's sentence holding most of the answer's
