@@ -251,11 +251,7 @@ def papers_by_id(store: Store, paper_ids: Sequence[str]) -> list[Source]:
     """The stored papers with these ids, in that order, numbered from 1, each with its whole abstract
     (ids not stored are left out)."""
     firsts = store.nodes([chunk_id(p, 0) for p in paper_ids])
-    records = [
-        r
-        for p in paper_ids
-        if (r := ChunkRecord.read(firsts[chunk_id(p, 0)].metadata if chunk_id(p, 0) in firsts else None))
-    ]
+    records = [r for p in paper_ids if (n := firsts.get(chunk_id(p, 0))) and (r := ChunkRecord.read(n.metadata))]
     rest = store.nodes([chunk_id(r.paper_id, i) for r in records for i in range(1, max(r.n_chunks, 1))])
     chunks = {**firsts, **rest}
     papers = []

@@ -114,7 +114,7 @@ class _Abstract:
         self.numbers = {_canonical(n) for n in _NUMBER.findall(text)}
         self.numbers |= {NUMBER_WORDS[w.lower()] for w in _NUMBER_WORD.findall(text)}
         self.initials = _initials(text)
-        self.content = _content(text)
+        self.content = content_words(text)
         self.sentences = [source.title, *split_sentences(source.abstract or " ".join(source.passages))]
 
     def holds(self, item: str, is_number: bool) -> bool:
@@ -176,13 +176,13 @@ def verify_sentences(
     papers = {s.number: _Abstract(s) for s in sources}
     bodies = [_body(p) for p in pieces]
     similarity = _similarities(bodies, list(papers.values()), embed)
-    asked = _content(question)
+    asked = content_words(question)
     checked = []
     for body, piece, sims in zip(bodies, pieces, similarity):
         sentence = _verdict(body, tuple(n for n in marker_numbers(piece) if n in papers), papers, sims, conf)
         if sentence.verdict != "unsupported" and sentence.citations and not _reports_a_number(body, sentence, papers):
             cited = set().union(*(papers[n].content for n in sentence.citations))
-            words = _content(body)
+            words = content_words(body)
             echoed = sorted((words & asked) - cited)
             own = (words & cited) - asked  # what the sentence takes from its abstract and not from the question
             if len(echoed) >= conf.echo_words and len(own) < 2:
@@ -208,11 +208,6 @@ def missing_from(text: str, source: Source) -> list[str]:
     ]
 
 
-def content_words(text: str) -> set[str]:
-    """A text's content words as the checks compare them: stemmed, cut to six letters, common words left out."""
-    return _content(text)
-
-
 def _weak(number: str) -> bool:
     """A number that says little about which paper it came from: one digit, or a common cut-off."""
     return ("." not in number and len(number) < 2) or number in COMMON_NUMBERS
@@ -228,8 +223,9 @@ def _reports_a_number(body: str, sentence: Sentence, papers: dict[int, _Abstract
     return any(papers[c].holds(n, True) for n in specific for c in sentence.citations)
 
 
-def _content(text: str) -> set[str]:
-    """A text's content words, stemmed and cut to their first six letters ("reduces" ~ "reduced")."""
+def content_words(text: str) -> set[str]:
+    """A text's content words, stemmed and cut to their first six letters ("reduces" ~ "reduced"), common
+    words left out: what the checks compare."""
     words = set()
     for word in re.findall(r"[a-z][a-z\-]+", text.lower()):
         for part in word.split("-"):
