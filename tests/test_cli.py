@@ -55,7 +55,7 @@ def test_every_backend_option_offers_the_backends_settings_accept() -> None:
         return found
 
     backends = options(cli)
-    assert len(backends) == 4  # ask, chat, eval, bench answer
+    assert len(backends) == 5  # ask, chat, table, eval, bench answer
     assert all(list(p.type.choices) == list(get_args(LLMBackend)) for p in backends)  # type: ignore[attr-defined]
 
 
