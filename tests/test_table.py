@@ -231,8 +231,9 @@ def test_p_stated_is_the_first_tokens_mass_that_is_not_a_refusal() -> None:
 
     from rag.answer.cells import stated_probability
 
-    first = [LogProb(token=t, logprob=math.log(p)) for t, p in [("NOT", 0.5), ("Image", 0.3), ("No", 0.1), ("5", 0.1)]]
-    assert stated_probability([[LogProb(token=" ", logprob=0.0)], first]) == pytest.approx(0.4)
+    tokens = [("NOT", 0.4), ("Image", 0.3), ("No", 0.1), ("5", 0.1), ("Normal", 0.1)]
+    first = [LogProb(token=t, logprob=math.log(p)) for t, p in tokens]
+    assert stated_probability([[LogProb(token=" ", logprob=0.0)], first]) == pytest.approx(0.5)
     assert stated_probability(None) is None
 
 

@@ -45,9 +45,9 @@ __all__ = ["DOWNLOADS", "NO_SOURCES", "TABLE_ROWS", "Handlers", "max_upload_byte
 
 log = logging.getLogger(__name__)
 
-#: The page's download buttons: format -> label.
 #: Where the Table tab takes its rows from (the choices, in order).
 TABLE_ROWS = ("the last answer's papers", "the papers a search finds", "the collection")
+#: The page's download buttons: format -> label.
 DOWNLOADS = {"markdown": "Download Markdown", "bibtex": "Download BibTeX", "ris": "Download RIS"}
 NO_SOURCES = (
     '<div class="pc-sources"><p class="pc-empty">Ask a question: the papers behind the answer appear here.</p></div>'
@@ -231,6 +231,9 @@ class Handlers:
                     yield table_html(plan, cells, done=True), gr.DownloadButton(value=str(path), interactive=True)
         except PaperciteError as exc:
             raise gr.Error(page_message(exc, self.settings), print_exception=False) from None
+        except Exception:
+            log.exception("Making a table failed")
+            raise gr.Error("Making the table failed unexpectedly; the details are in the server's log.") from None
 
     def similar_choices(self, last: Answer | None) -> Any:
         """The "More like this" menu: the papers of the chat's last answer."""

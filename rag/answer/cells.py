@@ -172,13 +172,14 @@ def stated_probability(logprobs: Sequence[Sequence[LogProb]] | None) -> float | 
         for alt in alternatives:
             p = math.exp(alt.logprob)
             total += p
-            if _NONE_TOKEN.match(alt.token.strip()):
+            if _NONE_TOKEN.fullmatch(alt.token.strip()):
                 none += p
         return 1.0 - none / total if total > 0 else None
     return None
 
 
-_NONE_TOKEN = re.compile(r"^(?:not?|none|n/?a|unknown)", re.IGNORECASE)
+#: A first token that begins a refusal, as a whole token ("Normal saline" is an answer).
+_NONE_TOKEN = re.compile(r"(?:not?|none|n/?a|unknown)\W*", re.IGNORECASE)
 
 
 def parse_value(response: ChatResponse) -> str:
@@ -208,7 +209,7 @@ def check_value(value: str, source: Source, overlap: float) -> tuple[bool, str]:
         return False, f"the abstract does not state {wrong[0]} as {_KIND_WORDS[wrong[1]]}"
     words = content_words(value)
     if words and not evidence_in(value):
-        held = words & content_words(f"{source.title} {source.abstract or ' '.join(source.passages)}")
+        held = words & content_words(abstract)
         if len(held) < overlap * len(words):
             return False, f"only {len(held)} of the answer's {len(words)} words are in the abstract"
     return True, ""
