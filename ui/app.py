@@ -1,4 +1,4 @@
-"""The papercite page: ask in plain language, read cited answers, manage the collection.
+"""The papercite page: ask in plain language, read cited answers, make tables of papers, manage the collection.
 
 ``build_app(settings)`` builds the page and wires it to ``rag.ask_stream`` and
 ``ingest.ingest_path``, the same calls the CLI makes; ``launch(app, settings)``

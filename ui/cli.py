@@ -293,10 +293,13 @@ def table_command(
                 if widths and len(cells) % len(plan.columns) == 0:
                     row = cells[-len(plan.columns) :]
                     click.echo(_grid_line([f"[{item.row}] {item.title}", *(c.shown for c in row)], widths))
-            elif isinstance(item, Table) and fmt != "text":
-                click.echo({"markdown": item.to_markdown, "csv": item.to_csv, "json": item.to_json}[fmt](), nl=False)
-            elif isinstance(item, Table) and item.notice != plan.notice and item.notice:
-                click.echo(item.notice, err=True)
+            elif isinstance(item, Table):
+                if fmt != "text":
+                    click.echo(
+                        {"markdown": item.to_markdown, "csv": item.to_csv, "json": item.to_json}[fmt](), nl=False
+                    )
+                if item.notice and item.notice != plan.notice:  # e.g. Ollama failed and the embedded model read
+                    click.echo(item.notice, err=True)
 
 
 def _widths(plan: TablePlan) -> list[int]:
