@@ -22,11 +22,11 @@ from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
 from evals.metrics import percentile
 from rag.answer.cells import Cell, Column
-from rag.answer.readings import prefix_of, warm_messages
 from rag.llm.backends import chat_once, reading_llms
 from rag.services import Services
 from rag.settings import Settings
 from rag.table import Table, TablePlan, table_stream
+from rag.warm import read_ahead
 
 __all__ = ["bench_table", "table_speed"]
 
@@ -50,8 +50,7 @@ def bench_table(
     assert isinstance(plan, TablePlan)
     llms = reading_llms(warmed.backend, 1, warmed.settings.tuning.reading.top_logprobs)
     for source in plan.papers:  # what `papercite warm` does, for the table's papers
-        kwargs = {"prefix": prefix_of(source)} if llms.keeps_prefixes else {}
-        chat_once(warmed.backend, llms.verdict, warm_messages(source), **kwargs)
+        read_ahead(warmed.backend, llms, source)
     echo(f"  read {len(plan.papers)} papers ahead in {time.perf_counter() - started:.1f} s")
     rows.append(_row("warm (papers read ahead)", warmed, titles, columns, echo))
     return rows

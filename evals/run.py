@@ -32,7 +32,7 @@ from rag.errors import BadInput
 from rag.services import Services
 from rag.settings import Settings
 
-__all__ = ["Split", "run_eval"]
+__all__ = ["Split", "filled_settings", "run_eval"]
 
 Split = Literal["dev", "test", "both"]
 Key = Callable[[str, str], str]
@@ -208,12 +208,12 @@ def _load(
         parts = {name: load_gold(dev if name == "dev" else test) for name in names}
         _check_gold(parts, papers)
         store = "asreview" if gold_set == "asreview" else "bundled"  # follow-ups are asked of the bundled store
-        return _filled(base, store, papers, echo), parts, papers, by_title
+        return filled_settings(base, store, papers, echo), parts, papers, by_title
     if gold_set == "scifact":
         if scifact_dir is None:
             raise BadInput("--set scifact needs --scifact DIR: the directory holding corpus.csv and claims_train.csv.")
         papers, questions = load_scifact(scifact_dir)
-        return _filled(base, "scifact", papers, echo), {"all": questions}, papers, lambda pid, _title: pid
+        return filled_settings(base, "scifact", papers, echo), {"all": questions}, papers, lambda pid, _title: pid
     if Path(gold_set).is_file():
         return base, {"all": load_gold(gold_set)}, [], by_title
     raise BadInput(f"--set {gold_set!r} is not bundled, followup, asreview, scifact or a JSONL file of questions.")
@@ -239,7 +239,7 @@ def _check_gold(parts: dict[str, list[GoldQuestion]], papers: Sequence[Paper]) -
                 raise BadInput(f"{name} question {q.id}: fact {absent[0]!r} is in none of its gold abstracts.")
 
 
-def _filled(base: Settings, name: str, papers: Sequence[Paper], echo: Callable[[str], None]) -> Settings:
+def filled_settings(base: Settings, name: str, papers: Sequence[Paper], echo: Callable[[str], None]) -> Settings:
     """Settings for the eval's own data directory, with ``papers`` ingested (idempotent: a rerun writes nothing)."""
 
     settings = eval_settings(base, name)

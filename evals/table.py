@@ -31,7 +31,7 @@ from typing import Any
 
 from evals.gold import DATA, load_asreview, title_key
 from evals.replay import ReplayLLM
-from evals.run import _filled
+from evals.run import filled_settings
 from ingest import read_papers, sample_corpus
 from ingest.papers import Paper
 from rag.answer.cells import Cell, Column
@@ -195,7 +195,7 @@ def run_table_eval(
     summaries: dict[str, dict[str, dict[str, Any]]] = {}
     records: list[dict[str, Any]] = []
     for name, papers in collections.items():
-        settings = _filled(base, name, papers, echo)
+        settings = filled_settings(base, name, papers, echo)
         services = Services(settings)
         if replay is not None:
             services = Services(settings, llm=ReplayLLM(services.backend.llm, services.backend.label, replay))

@@ -19,14 +19,14 @@ from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
 from rag.answer.readings import prefix_of, warm_messages
 from rag.errors import BadInput, IndexEmpty
-from rag.llm.backends import chat_once, reading_llms
+from rag.llm.backends import BackendLLM, ReadingLLMs, chat_once, reading_llms
 from rag.llm.prefixes import PrefixStore
 from rag.retrieve import group_by_paper, with_abstracts
 from rag.services import Services
 from rag.store.chroma import Store
 from rag.types import Source
 
-__all__ = ["WarmReport", "collection_sources", "warm"]
+__all__ = ["WarmReport", "collection_sources", "read_ahead", "warm"]
 
 _PAGE = 200
 
@@ -131,13 +131,20 @@ def warm(
             report.left = total - done + 1
             break
         else:
-            chat_once(backend, llms.verdict, warm_messages(source), prefix=prefix)
+            read_ahead(backend, llms, source)
             report.read += 1
         if progress is not None:
             progress(done, total)
     report.seconds = time.perf_counter() - started
     report.files = kept_on.usage()
     return report
+
+
+def read_ahead(backend: BackendLLM, llms: ReadingLLMs, source: Source) -> None:
+    """Read ``source``'s reading prefix with no question, so the model keeps it (on disk, when it keeps prefixes)
+    and a later question or table cell about the paper costs only its own tokens."""
+    kept = {"prefix": prefix_of(source)} if llms.keeps_prefixes else {}
+    chat_once(backend, llms.verdict, warm_messages(source), **kept)
 
 
 def _full(kept_on: PrefixStore) -> bool:

@@ -16,7 +16,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,18 +23,11 @@ from typing import Any
 
 import pytest
 
-pytestmark = [pytest.mark.llm, pytest.mark.browser]
+from tests.browser import browser, free_port, serve_scripted
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--no-first-run",
-]
+pytestmark = [pytest.mark.llm, pytest.mark.browser]
+__all__ = ["browser"]  # the fixture, used by name
+
 WAVELET_Q = "Which architecture mixes image tokens with a 2D wavelet transform?"
 WAVELET_TITLE = "WaveMix: A Resource-efficient Neural Network for Image Analysis"
 HOSTILE_TITLE = 'Glowfly <script>window.__pwned = 1</script> routing <img src=x onerror="window.__pwned = 2">'
@@ -58,24 +50,6 @@ UPLOAD = [
 TIMES: list[dict[str, Any]] = []
 # Read at import: the autouse fixture clears PAPERCITE_* variables before each test.
 SCREENSHOT_TO = os.environ.get("PAPERCITE_SCREENSHOT")
-CHROMIUM = os.environ.get("PAPERCITE_CHROMIUM")
-
-
-def _chromium() -> str:
-    path = CHROMIUM or next(
-        (p for name in ("chromium", "chromium-browser", "google-chrome") if (p := shutil.which(name))), None
-    )
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("Chromium is missing: apt-get install chromium (the .ci/run script does this)")
-        pytest.skip("no Chromium here: apt-get install chromium, or set PAPERCITE_CHROMIUM to a Chrome binary")
-    return path
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +64,7 @@ def page_url(sample_store: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     settings = Settings(data_dir=data_dir, llm={"backend": "embedded"})
     services = Services(settings)
     app = build_app(settings, services)
-    url = launch(app, settings, port=_free_port(), block=False)
+    url = launch(app, settings, port=free_port(), block=False)
     warm_up(services, read_papers=False).join()  # as `papercite serve` does: the model is loaded first
     yield url
     app.close()
@@ -98,16 +72,6 @@ def page_url(sample_store: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         print("\nquestion -> first words / full answer, in the browser (embedded model):")
         for t in TIMES:
             print(f"  {t['first_words_s']:6.1f} s / {t['full_answer_s']:6.1f} s  {t['question']}")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
 
 
 @pytest.fixture
@@ -220,7 +184,7 @@ def slow_page_url(sample_store: Path, gated: Any, tmp_path_factory: pytest.TempP
     # The scripted replies are one-prompt answers (a module fixture runs before the per-test env pin).
     settings = Settings(data_dir=data_dir, llm={"backend": "embedded"}, answer={"mode": "one_prompt"})
     app = build_app(settings, Services(settings, llm=gated))
-    yield launch(app, settings, port=_free_port(), block=False)
+    yield launch(app, settings, port=free_port(), block=False)
     gated.release()
     app.close()
 
@@ -262,19 +226,17 @@ def test_per_paper_findings_arrive_one_paper_at_a_time(
     browser: Any, sample_store: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """Per-paper mode: each paper's verdict and finding show as its reading ends, in reading order."""
-    from rag.services import Services
-    from rag.settings import Settings
     from tests.conftest import SteppedLLM
-    from ui.app import build_app, launch
 
-    data_dir = tmp_path_factory.mktemp("per-paper") / "data"
-    shutil.copytree(sample_store, data_dir)
-    settings = Settings(data_dir=data_dir, llm={"backend": "embedded"}).updated(
-        answer={"mode": "per_paper", "max_papers": 3}, tuning={"reading": {"read_margin": 1.0}}
-    )
     model = SteppedLLM().enqueue(("YES", 0.9), f"YES\n{WAVELET_FINDING}", ("NO", 0.2), ("NO", 0.1))
-    app = build_app(settings, Services(settings, llm=model))
-    url = launch(app, settings, port=_free_port(), block=False)
+    app, url = serve_scripted(
+        sample_store,
+        tmp_path_factory,
+        "per-paper",
+        model,
+        answer={"mode": "per_paper", "max_papers": 3},
+        tuning={"reading": {"read_margin": 1.0}},
+    )
     try:
         page = browser.new_page()
         page.goto(url)
@@ -500,10 +462,10 @@ def bare_page_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     settings = Settings(
         data_dir=tmp_path_factory.mktemp("bare") / "data",
-        llm={"backend": "ollama", "ollama_host": f"http://127.0.0.1:{_free_port()}"},
+        llm={"backend": "ollama", "ollama_host": f"http://127.0.0.1:{free_port()}"},
     )
     app = build_app(settings)
-    yield launch(app, settings, port=_free_port(), block=False)
+    yield launch(app, settings, port=free_port(), block=False)
     app.close()
 
 
@@ -535,70 +497,3 @@ def test_errors_on_the_page_name_the_problem_and_the_fix(browser: Any, bare_page
     assert "ollama serve" in error.first.inner_text()
     assert "Traceback" not in page.content()
     page.close()
-
-
-GPIPE_TITLE = "GPipe: Efficient Training of Giant Neural Networks using Pipeline Parallelism"
-
-
-def test_the_table_tab_fills_cell_by_cell_opens_a_cell_to_its_sentence_and_downloads_csv(
-    browser: Any, sample_store: Path, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    """The Table tab with a scripted model read one call at a time: the progress bar and the cells
-    as they come, a cell opened to the abstract sentence it rests on, the CSV, and a bad column."""
-    import csv
-    import io
-
-    from rag.services import Services
-    from rag.settings import Settings
-    from tests.conftest import SteppedLLM
-    from ui.app import build_app, launch
-
-    data_dir = tmp_path_factory.mktemp("table") / "data"
-    shutil.copytree(sample_store, data_dir)
-    settings = Settings(data_dir=data_dir, llm={"backend": "embedded"})
-    # Two papers x one column: GPipe's parameters (557 million is in its abstract), then the next paper's no.
-    model = SteppedLLM().enqueue(("YES", 0.9), "YES\n557 million parameters.", ("NO", 0.1))
-    app = build_app(settings, Services(settings, llm=model))
-    url = launch(app, settings, port=_free_port(), block=False)
-    try:
-        page = browser.new_page()
-        page.goto(url)
-        page.wait_for_function("document.querySelector('#pc-collection')?.innerText.includes('papers')")
-        page.get_by_role("tab", name="Table").click()
-        page.get_by_role("radio", name="the papers a search finds").check()
-        page.fill("#pc-table-search input", "GPipe giant neural networks pipeline parallelism")
-        page.fill("#pc-table-most input", "2")
-        page.fill("#pc-table-columns textarea", "Parameters: How many parameters does the model have?")
-        page.click("#pc-table-make")
-
-        progress = "document.querySelector('#pc-table progress')"
-        page.wait_for_function(f"{progress}?.getAttribute('max') === '2'", timeout=120_000)
-        assert page.locator("#pc-table .pc-pending").count() == 2  # both cells wait; the papers are listed
-        assert GPIPE_TITLE in page.inner_text("#pc-table table")
-        model.allow(2)  # the first cell: verdict and answer
-        page.wait_for_function(f"{progress}.getAttribute('value') === '1'", timeout=120_000)
-        assert "1 of 2 cells" in page.inner_text("#pc-table") and page.locator("#pc-table .pc-pending").count() == 1
-        assert page.locator("#pc-table-csv").is_disabled()  # nothing to download until the table is done
-
-        model.allow(1)  # the second: not stated
-        page.wait_for_function(f"{progress}.getAttribute('value') === '2'", timeout=120_000)
-        assert "Done: 2 of 2 cells" in page.inner_text("#pc-table")
-        stated = page.locator("#pc-table .pc-stated").first
-        assert not stated.locator("blockquote").is_visible()
-        stated.locator("summary").click()  # the sentence of the abstract the cell rests on
-        assert "557" in stated.locator("blockquote").inner_text()
-        assert page.locator("#pc-table .pc-none summary").inner_text() == "not stated"
-
-        page.wait_for_function("!document.querySelector('#pc-table-csv').disabled", timeout=30_000)
-        with page.expect_download() as download:
-            page.click("#pc-table-csv")
-        rows = list(csv.reader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8"), newline="")))
-        assert rows[0] == ["Paper", "Year", "Parameters"]
-        assert rows[1][0] == GPIPE_TITLE and rows[1][2] == "557 million parameters" and rows[2][2] == "not stated"
-
-        page.fill("#pc-table-columns textarea", "x" * 400)
-        page.click("#pc-table-make")
-        page.get_by_text("keep a column under 300").first.wait_for(timeout=30_000)
-        page.close()
-    finally:
-        app.close()

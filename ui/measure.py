@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from ingest import ingest_papers, ingest_path, read_papers, sample_corpus
+from ingest import ingest_path, read_papers, sample_corpus
 from rag.embedding import cpu_has_native_bf16
 from rag.errors import BadInput
 from ui.options import LLM_BACKENDS
@@ -178,7 +178,7 @@ def _eval_collection_options(command: Any) -> Any:
 def _eval_collection(gold_set: str, asreview_path: Path | None) -> Any:
     """The settings of the eval collection ``gold_set`` names, its papers ingested (nothing is written twice)."""
     from evals.gold import load_asreview  # deferred: eval and bench only
-    from evals.harness import eval_settings  # deferred: eval and bench only
+    from evals.run import filled_settings  # deferred: eval and bench only
 
     if gold_set == "asreview":
         if asreview_path is None:
@@ -186,9 +186,7 @@ def _eval_collection(gold_set: str, asreview_path: Path | None) -> Any:
         papers = load_asreview(asreview_path)
     else:
         papers = read_papers(sample_corpus()).papers
-    settings = eval_settings(_settings("embedded"), gold_set)
-    ingest_papers(papers, settings=settings, source=f"{gold_set} collection", progress=False)
-    return settings
+    return filled_settings(_settings("embedded"), gold_set, papers, lambda _: None)
 
 
 @bench.command("table")
