@@ -5,8 +5,8 @@ The dev gold table's papers and columns of a collection, filled twice with the m
 - ``cold``: nothing read before: the saved paper states are deleted and the model's prompt
   cache in memory is off, so each paper's abstract is read at its first cell (its later
   cells reuse it: the runtime keeps the last prompt it read).
-- ``warm``: the table's papers read ahead (what ``papercite warm`` does for a collection),
-  then the same table.
+- ``warm``: the table's papers read ahead under a cell's instructions (what an earlier table
+  over the same papers leaves kept), then the same table.
 
 Reported: seconds until the first row is complete, cells per second over the table, and the
 median and 95th percentile of one cell. Every figure comes from the real model and store.
@@ -21,7 +21,7 @@ from typing import Any
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
 from evals.metrics import percentile
-from rag.answer.cells import Cell, Column
+from rag.answer.cells import CELL_PROMPT, Cell, Column
 from rag.llm.backends import chat_once, reading_llms
 from rag.services import Services
 from rag.settings import Settings
@@ -49,8 +49,8 @@ def bench_table(
     plan = next(table_stream(columns, papers=list(titles), limit=None, services=warmed))
     assert isinstance(plan, TablePlan)
     llms = reading_llms(warmed.backend, 1, warmed.settings.tuning.reading.top_logprobs)
-    for source in plan.papers:  # what `papercite warm` does, for the table's papers
-        read_ahead(warmed.backend, llms, source)
+    for source in plan.papers:  # what an earlier table over these papers leaves kept
+        read_ahead(warmed.backend, llms, source, CELL_PROMPT)
     echo(f"  read {len(plan.papers)} papers ahead in {time.perf_counter() - started:.1f} s")
     rows.append(_row("warm (papers read ahead)", warmed, titles, columns, echo))
     return rows

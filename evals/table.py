@@ -34,8 +34,8 @@ from evals.replay import ReplayLLM
 from evals.run import filled_settings
 from ingest import read_papers, sample_corpus
 from ingest.papers import Paper
-from rag.answer.cells import Cell, Column
-from rag.answer.verify import evidence_in, missing_from
+from rag.answer.cells import Cell, Column, unheld
+from rag.answer.verify import evidence_in
 from rag.errors import BadInput
 from rag.services import Services
 from rag.settings import Settings
@@ -88,11 +88,13 @@ def load_table(path: Path) -> GoldTable:
 
 def _folded(text: str) -> str:
     text = text.lower().replace("×", "x").replace("–", "-").replace("—", "-")
-    return " ".join(re.sub(r"(?<=[a-z])-(?=[a-z])|[\"'()\[\],;]", " ", text).split())
+    text = re.sub(r"(\d)(times|fold)\b", r"\1 \2", text)  # "1.69times" is "1.69 times"
+    return " ".join(re.sub(r"(?<=[a-z0-9])-(?=[a-z])|[\"'()\[\],;]", " ", text).split())
 
 
 def cell_right(shown: str, accept: Sequence[str]) -> bool:
-    """True when ``shown`` holds one of ``accept`` as whole words (case, quotes and word hyphens aside)."""
+    """True when ``shown`` holds one of ``accept`` as whole words (case, quotes and a hyphen before a word aside:
+    "2-weeks" is "2 weeks")."""
     text = _folded(shown)
     return any(re.search(r"(?<![\w.])" + re.escape(_folded(a)) + r"(?![\w])", text) for a in accept if a.strip())
 
@@ -105,9 +107,7 @@ def score_table(cells: Sequence[Cell], gold: GoldTable, abstracts: dict[str, Sou
         accept = by_title[title_key(cell.title)][cell.column]
         shown_value = cell.status == "stated"
         source = abstracts[title_key(cell.title)]
-        lacks = (
-            [n for n in missing_from(cell.value, source) if n in evidence_in(cell.value).numbers] if shown_value else []
-        )
+        lacks = [n for n in unheld(cell.value, source) if n in evidence_in(cell.value).numbers] if shown_value else []
         records.append(
             {
                 "part": gold.part,

@@ -28,6 +28,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 
 from rag.answer.cells import (
+    CELL_PROMPT,
     NOT_STATED,
     VALUE_ASK,
     Cell,
@@ -280,7 +281,7 @@ def _cell(reader: Reader, source: Source, column: Column) -> Cell:
     conf = reader.services.settings.tuning.table
     backend: BackendLLM = reader.backend
     messages = cell_messages(source, column)
-    kept = {"prefix": prefix_of(source)} if reader.llms.keeps_prefixes else {}
+    kept = {"prefix": prefix_of(source, CELL_PROMPT)} if reader.llms.keeps_prefixes else {}
     first = chat_once(backend, reader.llms.verdict, messages, **kept)
     p = stated_probability(first.logprobs)
     said = bool(parse_value(first)) if p is None else p >= conf.accept

@@ -17,7 +17,7 @@ from threading import Event
 from llama_index.core.schema import NodeWithScore
 from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
-from rag.answer.readings import prefix_of, warm_messages
+from rag.answer.readings import READING_PROMPT, prefix_of, warm_messages
 from rag.errors import BadInput, IndexEmpty
 from rag.llm.backends import BackendLLM, ReadingLLMs, chat_once, reading_llms
 from rag.llm.prefixes import PrefixStore
@@ -140,11 +140,11 @@ def warm(
     return report
 
 
-def read_ahead(backend: BackendLLM, llms: ReadingLLMs, source: Source) -> None:
-    """Read ``source``'s reading prefix with no question, so the model keeps it (on disk, when it keeps prefixes)
-    and a later question or table cell about the paper costs only its own tokens."""
-    kept = {"prefix": prefix_of(source)} if llms.keeps_prefixes else {}
-    chat_once(backend, llms.verdict, warm_messages(source), **kept)
+def read_ahead(backend: BackendLLM, llms: ReadingLLMs, source: Source, instructions: str = READING_PROMPT) -> None:
+    """Read ``source``'s prefix under ``instructions`` (a reading's, or a table cell's) with no question, so the
+    model keeps it (on disk, when it keeps prefixes) and a later question or cell costs only its own tokens."""
+    kept = {"prefix": prefix_of(source, instructions)} if llms.keeps_prefixes else {}
+    chat_once(backend, llms.verdict, warm_messages(source, instructions), **kept)
 
 
 def _full(kept_on: PrefixStore) -> bool:

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from rag import BadInput, Cell, Column, IndexEmpty, Row, Table, TablePlan, table, table_stream
-from rag.answer.cells import check_value, parse_value, resting_sentence
+from rag.answer.cells import CELL_PROMPT, check_value, parse_value, resting_sentence, unheld
 from rag.retrieve import papers_by_id
 from rag.services import Services
 from rag.settings import Settings
@@ -168,6 +168,8 @@ def test_a_table_streams_its_plan_each_cell_then_the_table(sample_settings: Any,
     # every column of a paper is asked before the next paper, and every request starts with that paper's abstract
     asked = [m[1].content for m in scripted.history]
     assert all(GPIPE in a for a in asked[:4]) and all(WAVEMIX in a for a in asked[4:])
+    # under a cell's own instructions (answer or NOT STATED), not a reading's (YES or NO first)
+    assert {m[0].content for m in scripted.history} == {CELL_PROMPT} and "NOT STATED" in CELL_PROMPT
 
 
 def test_csv_and_markdown_parse_back_to_the_same_table(sample_settings: Any, scripted: ScriptedLLM) -> None:
@@ -245,6 +247,24 @@ def test_a_number_counts_only_with_what_it_counts() -> None:
     assert check_value("2.5 times faster", paper, 0.5)[0]
     held, why = check_value("1.3 billion parameters", paper, 0.5)
     assert not held and why == "the abstract does not state 1.3 as billions"
+
+
+def test_a_number_the_abstract_spells_out_is_held() -> None:
+    from rag.types import Source
+
+    paper = Source(1, "p", "A trial", ("",), 0.0, abstract="Twenty-four pediatricians and forty nurses took part.")
+    assert check_value("24", paper, 0.5) == (True, "") and check_value("40 nurses", paper, 0.5)[0]
+    assert unheld("25 pediatricians", paper) == ["25"]
+    held, why = check_value("42", paper, 0.5)
+    assert not held and why == "the abstract does not state '42'"
+
+
+def test_a_gold_value_matches_however_its_hyphen_or_times_is_written() -> None:
+    from evals.table import cell_right
+
+    assert cell_right("2 weeks", ["2-weeks"]) and cell_right("26-week trial", ["26 week"])
+    assert cell_right("1.69 times faster", ["1.69times"]) and cell_right("1.69times", ["1.69 times"])
+    assert not cell_right("12 weeks", ["2 weeks"]) and not cell_right("1.2", ["12"])
 
 
 def test_the_rows_are_named_papers_a_questions_papers_or_the_collections(

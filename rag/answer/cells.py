@@ -1,21 +1,26 @@
 """One cell of a table: one paper's abstract asked one short question, answered in a few words or "not stated".
 
-A cell starts as every per-paper reading does (:mod:`rag.answer.readings`): the same
-instructions and abstract first, so a paper already read for a question (or by
-``papercite warm``) costs a cell only its own question's tokens. Then the column's question
-and :data:`CELL_ASK`: the answer alone, or NOT STATED. One token is generated; its
-log-probabilities give P(stated) (:func:`stated_probability`), which decides whether the
-abstract states an answer at all (``tuning.table.accept``). Only then is the answer written,
-by the same request without the NOT STATED sentence (:data:`VALUE_ASK`), and it is shown only
-when its abstract holds it:
+A cell has instructions of its own (:data:`CELL_PROMPT`): answer in a few words copied from the
+abstract or reply NOT STATED, shown once on a made-up abstract. The per-paper readings'
+instructions ask for YES or NO first; under them the model's answers to a column were worse
+and its confidence lower (docs/eval/README.md "Tables"). So a paper's cells share a prefix
+of their own (:func:`rag.answer.readings.prefix_of` with :data:`CELL_PROMPT`): its first cell
+reads the abstract and the runtime keeps it, so each further column costs only its question.
 
-- every number and rare term of the answer literally (``rag.answer.verify.missing_from``),
-  each number with what it counts (:func:`check_value`: "1.3 billion" is not "1.3%"), and
+Each cell: the abstract, the column's question and :data:`CELL_ASK` (the answer alone, or NOT
+STATED). One token is generated; its log-probabilities give P(stated)
+(:func:`stated_probability`), which decides whether the abstract states an answer at all
+(``tuning.table.accept``). Only then is the answer written, by the same request without the
+NOT STATED sentence (:data:`VALUE_ASK`), and it is shown only when its abstract holds it:
+
+- every number and rare term of the answer literally (``rag.answer.verify.missing_from``; a
+  number the abstract spells out counts: "Twenty-four" holds 24), each number with what it
+  counts (:func:`check_value`: "1.3 billion" is not "1.3%"), and
 - at least ``tuning.table.overlap`` of its content words (the answer is taken from the
   abstract, not from the question or the model's memory).
 
-Chosen on the dev tables against the reading's own YES/NO verdict and against a per-column
-calibration: docs/eval/README.md "Tables".
+Chosen on the dev tables against the reading's own YES/NO verdict, a per-column calibration, and
+these instructions without the example: docs/eval/README.md "Tables".
 
 An answer that fails is not shown: the cell reads "not stated", and its status says why.
 The sentence a cell rests on is the abstract's sentence holding most of the answer's
@@ -35,13 +40,14 @@ from llama_index.core.base.llms.types import ChatMessage, ChatResponse, LogProb,
 from rag.answer.citations import split_sentences
 from rag.answer.context import question_words
 from rag.answer.policy import QUESTION_WORDS, stem
-from rag.answer.readings import READING_PROMPT, _abstract_block
+from rag.answer.readings import _abstract_block
 from rag.answer.verify import content_words, evidence_in, missing_from
 from rag.errors import BadInput
 from rag.types import Source
 
 __all__ = [
     "CELL_ASK",
+    "CELL_PROMPT",
     "NOT_STATED",
     "VALUE_ASK",
     "Cell",
@@ -51,9 +57,25 @@ __all__ = [
     "check_value",
     "parse_value",
     "resting_sentence",
+    "spelled_numbers",
     "stated_probability",
+    "unheld",
 ]
 
+#: A cell's instructions, with one made-up abstract answered (a field far from both sample collections, so
+#: the example teaches the form of an answer, not one).
+CELL_PROMPT = (
+    "You read one paper abstract and answer one question about it with a few words copied from the abstract: "
+    "a name, a number with its unit, or a short phrase. If the abstract does not state the answer, reply NOT "
+    "STATED. Never answer from your own knowledge.\n\n"
+    'Example.\nAbstract of "Drip irrigation for tomatoes":\nWe compared drip irrigation with furrow irrigation on '
+    "24 farms in southern Spain over two growing seasons. Drip irrigation raised tomato yield by 18% and cut water "
+    "use by a third.\n"
+    "Question: Which method was it compared with?\nAnswer: furrow irrigation\n"
+    "Question: How many farms took part?\nAnswer: 24\n"
+    "Question: What did the equipment cost?\nAnswer: NOT STATED\n"
+    "Question: Which tomato variety was grown?\nAnswer: NOT STATED"
+)
 #: What a table shows in a cell its abstract does not answer.
 NOT_STATED = "not stated"
 #: What follows the column's question when the model decides: the answer alone, or NOT STATED. The
@@ -142,9 +164,9 @@ class Cell:
 
 def cell_messages(source: Source, column: Column, ask: str = CELL_ASK) -> list[ChatMessage]:
     """The chat messages asking ``source``'s abstract ``column``'s question (``ask``: decide, or
-    :data:`VALUE_ASK`: write the answer); they start as every reading of the paper does."""
+    :data:`VALUE_ASK`: write the answer); they start as every cell of the paper does."""
     return [
-        ChatMessage(role=MessageRole.SYSTEM, content=READING_PROMPT),
+        ChatMessage(role=MessageRole.SYSTEM, content=CELL_PROMPT),
         ChatMessage(role=MessageRole.USER, content=f"{_abstract_block(source)}\n\nQuestion: {column.question}\n{ask}"),
     ]
 
@@ -200,10 +222,9 @@ def check_value(value: str, source: Source, overlap: float) -> tuple[bool, str]:
     ``overlap`` of its content words; with the reason when it is not."""
     if not value:
         return False, "the model wrote no answer"
-    missing = missing_from(value, source)
-    if missing:
+    if missing := unheld(value, source):
         return False, f"the abstract does not state {missing[0]!r}"
-    abstract = f"{source.title} {source.abstract or ' '.join(source.passages)}"
+    abstract = _text(source)
     held_kinds = _magnitudes(abstract)
     if wrong := next(((n, k) for n, k in _magnitudes(value) if (n, k) not in held_kinds), None):
         return False, f"the abstract does not state {wrong[0]} as {_KIND_WORDS[wrong[1]]}"
@@ -213,6 +234,37 @@ def check_value(value: str, source: Source, overlap: float) -> tuple[bool, str]:
         if len(held) < overlap * len(words):
             return False, f"only {len(held)} of the answer's {len(words)} words are in the abstract"
     return True, ""
+
+
+def unheld(value: str, source: Source) -> list[str]:
+    """The numbers and rare terms of ``value`` that ``source``'s title and abstract lack, numbers first; a number
+    the abstract spells out is held ("Twenty-four patients" holds 24)."""
+    spelled = spelled_numbers(_text(source))
+    return [item for item in missing_from(value, source) if item not in spelled]
+
+
+def _text(source: Source) -> str:
+    return f"{source.title} {source.abstract or ' '.join(source.passages)}"
+
+
+_UNITS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"
+_UNITS += " seventeen eighteen nineteen"
+_ONES = {word: n for n, word in enumerate(_UNITS.split())}
+_TENS = {word: 10 * n for n, word in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), 2)}
+_SPELLED = re.compile(
+    rf"\b(?:({'|'.join(_TENS)})(?:[\s-]({'|'.join(list(_ONES)[1:10])}))?|({'|'.join(_ONES)}))\b", re.IGNORECASE
+)
+
+
+def spelled_numbers(text: str) -> set[str]:
+    """The numbers ``text`` spells out, as digits: "Twenty-four patients" holds "24" (up to 99)."""
+    found = set()
+    for tens, ones, alone in _SPELLED.findall(text):
+        if tens:
+            found.add(str(_TENS[tens.lower()] + _ONES.get(ones.lower(), 0)))
+        else:
+            found.add(str(_ONES[alone.lower()]))
+    return found
 
 
 _MAGNITUDE = re.compile(

@@ -75,15 +75,16 @@ def reading_messages(source: Source, question: str, previous: str | None = None)
     ]
 
 
-def prefix_of(source: Source) -> str:
-    """The text every reading of ``source`` starts with, whatever the question: what a runtime keeps read."""
-    return f"{READING_PROMPT}\n{_abstract_block(source)}"
+def prefix_of(source: Source, instructions: str = READING_PROMPT) -> str:
+    """The text every request about ``source`` under ``instructions`` starts with, whatever the question: what a
+    runtime keeps read. A reading's by default; a table cell's (:data:`rag.answer.cells.CELL_PROMPT`) differ."""
+    return f"{instructions}\n{_abstract_block(source)}"
 
 
-def warm_messages(source: Source) -> list[ChatMessage]:
+def warm_messages(source: Source, instructions: str = READING_PROMPT) -> list[ChatMessage]:
     """A reading with no question: what ``papercite warm`` sends so the runtime caches the paper's prefix."""
     return [
-        ChatMessage(role=MessageRole.SYSTEM, content=READING_PROMPT),
+        ChatMessage(role=MessageRole.SYSTEM, content=instructions),
         ChatMessage(role=MessageRole.USER, content=f"{_abstract_block(source)}\n\nQuestion:"),
     ]
 
