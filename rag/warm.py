@@ -3,7 +3,9 @@
 A per-paper reading's prompt starts with the instructions and one abstract; the embedded
 model saves its state after reading that start (:mod:`rag.llm.prefixes`). Warming reads each
 paper's start once, with no question, so that a later question about any of them costs
-only its own tokens. It stops when the disk budget (``llm.prefix_disk_mib``) is full: reading
+only its own tokens. A table's cells start with instructions of their own
+(:data:`rag.answer.cells.CELL_PROMPT`), so ``papercite warm --tables`` reads papers as a
+table does. It stops when the disk budget (``llm.prefix_disk_mib``) is full: reading
 more would only push out papers it has just read.
 """
 
@@ -17,6 +19,7 @@ from threading import Event
 from llama_index.core.schema import NodeWithScore
 from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
+from rag.answer.cells import CELL_PROMPT
 from rag.answer.readings import READING_PROMPT, prefix_of, warm_messages
 from rag.errors import BadInput, IndexEmpty
 from rag.llm.backends import BackendLLM, ReadingLLMs, chat_once, reading_llms
@@ -87,6 +90,7 @@ def collection_sources(store: Store) -> Iterator[Source]:
 def warm(
     services: Services,
     *,
+    tables: bool = False,
     progress: Callable[[int, int], None] | None = None,
     stop: Event | None = None,
 ) -> WarmReport:
@@ -94,6 +98,8 @@ def warm(
 
     Args:
         services: the collection and the model (the embedded one keeps what it reads).
+        tables: read each paper as a table's cells start (:data:`rag.answer.cells.CELL_PROMPT`,
+            ``papercite warm --tables``), not as a question's reading.
         progress: called with (papers done, papers in all) after each paper.
         stop: set it to end early (a page shutting down); what was read stays kept.
 
@@ -120,18 +126,19 @@ def warm(
             "PAPERCITE_LLM__BACKEND=embedded and PAPERCITE_LLM__PREFIX_DISK_MIB above 0 (an Ollama or "
             "OpenAI-compatible server keeps its own cache)."
         )
+    instructions = CELL_PROMPT if tables else READING_PROMPT
     report = WarmReport(total)
     for done, source in enumerate(collection_sources(store), start=1):
         if stop is not None and stop.is_set():
             break
-        prefix = prefix_of(source)
+        prefix = prefix_of(source, instructions)
         if kept_on.has(prefix):
             report.kept += 1
         elif _full(kept_on):
             report.left = total - done + 1
             break
         else:
-            read_ahead(backend, llms, source)
+            read_ahead(backend, llms, source, instructions)
             report.read += 1
         if progress is not None:
             progress(done, total)

@@ -15,7 +15,8 @@ from click.testing import CliRunner
 
 from ingest import ingest_papers
 from ingest.papers import Paper
-from rag import ask
+from rag import ask, table
+from rag.answer.cells import CELL_PROMPT
 from rag.answer.readings import prefix_of
 from rag.errors import BadInput, IndexEmpty
 from rag.llm.backends import models_dir
@@ -103,6 +104,19 @@ def test_a_full_budget_evicts_the_least_recently_read_paper_and_never_fails(thre
     assert answer.readings[0].title == sources[0].title and answer.readings[0].cached_tokens is not None
     assert store.usage()[0] <= 2 and store.has(prefix_of(sources[0]))  # read again, kept, another evicted
     assert not store.has(prefix_of(sources[1]))  # the least recently read of the rest
+
+
+@pytest.mark.llm
+def test_warm_for_tables_keeps_each_paper_as_a_tables_cells_start(three_papers: Settings) -> None:
+    services = Services(three_papers)
+    store = _kept(services)
+    sources = list(collection_sources(services.store))
+    assert warm(services, tables=True).read == 3
+    assert all(store.has(prefix_of(s, CELL_PROMPT)) and not store.has(prefix_of(s)) for s in sources)
+    done = table(["Memory: How much memory does training need?"], papers=["Tiny On-Device"], services=services)
+    assert "256" in done.rows[0].cells[0].shown
+    assert store.usage()[0] == 3  # the table restored the paper's kept state; it saved no other
+    assert warm(services, tables=True).kept == 3 and warm(services).read == 3  # questions' readings are apart
 
 
 def test_warm_on_an_empty_or_unknown_collection_is_one_clear_message(tmp_path: Path) -> None:

@@ -434,11 +434,13 @@ def check(collection: str | None) -> None:
 
 @cli.command()
 @collection_option
-def warm(collection: str | None) -> None:
+@click.option("--tables", is_flag=True, help="Read the papers as a table's cells start, for tables (not questions).")
+def warm(collection: str | None, tables: bool) -> None:
     """Read every paper of a collection ahead of questions (per-paper mode), so a question costs only its own tokens.
 
     What is read is kept on disk under the data directory (PAPERCITE_LLM__PREFIX_DISK_MIB), for
-    every later command and page; stopping it (Ctrl-C) keeps what was read.
+    every later command and page; stopping it (Ctrl-C) keeps what was read. With --tables the
+    papers are read as a table's cells start instead, so a table's columns cost only their questions.
     """
 
     services = Services(_settings(backend="embedded", collection=collection))
@@ -447,7 +449,7 @@ def warm(collection: str | None) -> None:
         def advance(done: int, total: int) -> None:
             bar.update(done - bar.n)
 
-        report = warm_collection(services, progress=advance)
+        report = warm_collection(services, tables=tables, progress=advance)
     click.echo(report.summary())
 
 
