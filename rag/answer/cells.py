@@ -39,7 +39,7 @@ from llama_index.core.base.llms.types import ChatMessage, ChatResponse, LogProb,
 
 from rag.answer.citations import split_sentences
 from rag.answer.context import question_words
-from rag.answer.policy import QUESTION_WORDS, stem
+from rag.answer.policy import NUMBER_WORDS, QUESTION_WORDS, stem
 from rag.answer.readings import _abstract_block
 from rag.answer.verify import content_words, evidence_in, missing_from
 from rag.errors import BadInput
@@ -247,24 +247,15 @@ def _text(source: Source) -> str:
     return f"{source.title} {source.abstract or ' '.join(source.passages)}"
 
 
-_UNITS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"
-_UNITS += " seventeen eighteen nineteen"
-_ONES = {word: n for n, word in enumerate(_UNITS.split())}
 _TENS = {word: 10 * n for n, word in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), 2)}
-_SPELLED = re.compile(
-    rf"\b(?:({'|'.join(_TENS)})(?:[\s-]({'|'.join(list(_ONES)[1:10])}))?|({'|'.join(_ONES)}))\b", re.IGNORECASE
-)
+_DIGITS = [word for word, n in NUMBER_WORDS.items() if 0 < int(n) < 10]
+_SPELLED = re.compile(rf"\b({'|'.join(_TENS)})(?:[\s-]({'|'.join(_DIGITS)}))?\b", re.IGNORECASE)
 
 
 def spelled_numbers(text: str) -> set[str]:
-    """The numbers ``text`` spells out, as digits: "Twenty-four patients" holds "24" (up to 99)."""
-    found = set()
-    for tens, ones, alone in _SPELLED.findall(text):
-        if tens:
-            found.add(str(_TENS[tens.lower()] + _ONES.get(ones.lower(), 0)))
-        else:
-            found.add(str(_ONES[alone.lower()]))
-    return found
+    """The numbers from 20 to 99 ``text`` spells out, as digits: "Twenty-four patients" holds "24". Smaller ones
+    (``NUMBER_WORDS``) every check against an abstract already reads (``rag.answer.verify``)."""
+    return {str(_TENS[tens.lower()] + int(NUMBER_WORDS.get(ones.lower(), 0))) for tens, ones in _SPELLED.findall(text)}
 
 
 _MAGNITUDE = re.compile(
