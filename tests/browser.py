@@ -58,6 +58,16 @@ def browser() -> Iterator[Any]:
         b.close()
 
 
+def private_copy(sample_store: Path, tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A writable copy of the sample store that shares its joined model (a 1.1 GB file per copy
+    filled CI's disk) instead of copying it."""
+    data_dir = tmp_path_factory.mktemp(name) / "data"
+    shutil.copytree(sample_store, data_dir, ignore=shutil.ignore_patterns("models"))
+    (sample_store / "models").mkdir(exist_ok=True)
+    (data_dir / "models").symlink_to(sample_store / "models", target_is_directory=True)
+    return data_dir
+
+
 def serve_scripted(
     sample_store: Path, tmp_path_factory: pytest.TempPathFactory, name: str, model: Any, **updates: Any
 ) -> tuple[Any, str]:
@@ -67,8 +77,7 @@ def serve_scripted(
     from rag.settings import Settings
     from ui.app import build_app, launch
 
-    data_dir = tmp_path_factory.mktemp(name) / "data"
-    shutil.copytree(sample_store, data_dir)
+    data_dir = private_copy(sample_store, tmp_path_factory, name)
     settings = Settings(data_dir=data_dir, llm={"backend": "embedded"}).updated(**updates)
     app = build_app(settings, Services(settings, llm=model))
     return app, launch(app, settings, port=free_port(), block=False)

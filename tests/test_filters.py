@@ -214,8 +214,12 @@ def test_cli_filters_refuse_with_one_line_and_change_nothing(settings: Settings)
 
 
 @pytest.mark.llm
-def test_cli_ask_with_filters_answers_from_the_papers_that_pass_only(settings: Settings) -> None:
-    env = {"PAPERCITE_DATA_DIR": str(settings.data_dir), "PAPERCITE_LLM__BACKEND": "embedded"}
+def test_cli_ask_with_filters_answers_from_the_papers_that_pass_only(settings: Settings, sample_store: Path) -> None:
+    env = {
+        "PAPERCITE_DATA_DIR": str(settings.data_dir),
+        "PAPERCITE_LLM__BACKEND": "embedded",
+        "PAPERCITE_LLM__MODELS_DIR": str(sample_store / "models"),  # the joined model, shared (1.1 GB)
+    }
     result = CliRunner().invoke(
         cli,
         ["ask", "What makes attention faster?", "--since", "2023", "--author", "müller", "--format", "json"],

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser import browser, free_port, serve_scripted
+from tests.browser import browser, free_port, private_copy, serve_scripted
 
 pytestmark = [pytest.mark.llm, pytest.mark.browser]
 __all__ = ["browser"]  # the fixture, used by name
@@ -59,8 +59,7 @@ def page_url(sample_store: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     from rag.settings import Settings
     from ui.app import build_app, launch, warm_up
 
-    data_dir = tmp_path_factory.mktemp("page") / "data"
-    shutil.copytree(sample_store, data_dir)
+    data_dir = private_copy(sample_store, tmp_path_factory, "page")
     settings = Settings(data_dir=data_dir, llm={"backend": "embedded"})
     services = Services(settings)
     app = build_app(settings, services)
@@ -179,8 +178,7 @@ def slow_page_url(sample_store: Path, gated: Any, tmp_path_factory: pytest.TempP
     from rag.settings import Settings
     from ui.app import build_app, launch
 
-    data_dir = tmp_path_factory.mktemp("slow") / "data"
-    shutil.copytree(sample_store, data_dir)
+    data_dir = private_copy(sample_store, tmp_path_factory, "slow")
     # The scripted replies are one-prompt answers (a module fixture runs before the per-test env pin).
     settings = Settings(data_dir=data_dir, llm={"backend": "embedded"}, answer={"mode": "one_prompt"})
     app = build_app(settings, Services(settings, llm=gated))
