@@ -82,7 +82,8 @@ def prefix_of(source: Source, instructions: str = READING_PROMPT) -> str:
 
 
 def warm_messages(source: Source, instructions: str = READING_PROMPT) -> list[ChatMessage]:
-    """A reading with no question: what ``papercite warm`` sends so the runtime caches the paper's prefix."""
+    """A request with no question under ``instructions`` (a reading's, or a table cell's): what ``papercite warm``
+    sends so the runtime caches the paper's prefix."""
     return [
         ChatMessage(role=MessageRole.SYSTEM, content=instructions),
         ChatMessage(role=MessageRole.USER, content=f"{_abstract_block(source)}\n\nQuestion:"),
